@@ -1,0 +1,3 @@
+from convergences.cli import main
+
+main()

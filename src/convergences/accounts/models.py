@@ -1,0 +1,68 @@
+"""Account (one person, one nominative login) and Invitation (signed, single-use, expiring)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+
+from convergences.db import Base, CreatedAtMixin
+
+if TYPE_CHECKING:
+    from convergences.employers.models import Membership
+
+
+class Account(CreatedAtMixin, Base):
+    """Minimal personal data: names, professional email, and what authentication needs."""
+
+    __tablename__ = "account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    given_name: Mapped[str] = mapped_column(String(100))
+    family_name: Mapped[str] = mapped_column(String(100))
+    # Loaded only on demand: no page that lists accounts ever carries a hash.
+    password_hash: Mapped[str | None] = deferred(mapped_column(String(255), default=None))
+    is_cig_admin: Mapped[bool] = mapped_column(default=False)
+    is_correspondent: Mapped[bool] = mapped_column(default=False)
+    # Contact shown to the référents of the portfolio (CIG staff only).
+    phone_contact: Mapped[str | None] = mapped_column(String(30), default=None)
+    last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    activated_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The default employer the agent acts for (several memberships).
+    default_employer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("employer.id", ondelete="SET NULL"), default=None)
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="account",
+                                                         cascade="all, delete-orphan")
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.given_name} {self.family_name}"
+
+    @property
+    def status(self) -> str:
+        return "active" if self.activated_at is not None else "invited"
+
+    @property
+    def is_staff(self) -> bool:
+        return self.is_cig_admin or self.is_correspondent
+
+
+class Invitation(CreatedAtMixin, Base):
+    """An invitation to set one's password. The link signs ``id`` and ``nonce``; only a hash is kept."""
+
+    __tablename__ = "invitation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    employer_id: Mapped[int | None] = mapped_column(ForeignKey("employer.id", ondelete="CASCADE"),
+                                                    default=None, index=True)
+    nonce_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"),
+                                                      default=None)

@@ -1,0 +1,207 @@
+"""Authentication, the actor of a request, and invitations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
+
+from convergences.accounts.models import Account, Invitation
+from convergences.audit.actions import Action
+from convergences.audit.services import record
+from convergences.authz import Actor
+from convergences.db import transaction, utcnow
+from convergences.employers.models import Employer, Membership, PortfolioEntry
+from convergences.runtime import Runtime
+from convergences.security.models import LoginSession
+from convergences.security.passwords import password_problems
+from convergences.security.throttle import account_key, ip_key
+from convergences.security.tokens import digest, random_token
+
+LOGIN_FAILED = "Adresse électronique ou mot de passe incorrect."
+INVITATION_INVALID = ("Ce lien d'invitation n'est plus valable (déjà utilisé, expiré ou incorrect). "
+                      "Demandez à votre référent administrateur de vous en envoyer un nouveau.")
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    ok: bool
+    message: str = ""
+    cookie_value: str = ""
+    wait_seconds: int = 0
+
+
+async def build_actor(db: AsyncSession, session: LoginSession, account: Account) -> Actor:
+    rows = (await db.execute(select(Membership.employer_id, Membership.is_referent, Membership.is_authority)
+                             .where(Membership.account_id == account.id,
+                                    Membership.suspended_at.is_(None)))).all()
+    memberships = {
+        employer_id: frozenset({"agent"} | ({"referent"} if ref else set()) | ({"authority"} if auth else set()))
+        for employer_id, ref, auth in rows
+    }
+    portfolio: frozenset[int] = frozenset()
+    if account.is_correspondent:
+        portfolio = frozenset((await db.scalars(select(PortfolioEntry.employer_id).where(
+            PortfolioEntry.correspondent_id == account.id))).all())
+    return Actor(account_id=account.id, label=f"{account.full_name} <{account.email}>", email=account.email,
+                 is_cig_admin=account.is_cig_admin, is_correspondent=account.is_correspondent,
+                 memberships=memberships, portfolio=portfolio, ip=session.ip, user_agent=session.user_agent,
+                 session_id=session.id)
+
+
+class AuthService:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def current(self, cookie_value: str | None, ip: str | None, user_agent: str | None
+                      ) -> tuple[Actor, Account] | None:
+        """The actor behind a session cookie, or None (no cookie, expired, or account gone)."""
+        if not cookie_value:
+            return None
+        async with transaction(self.rt.maker) as db:
+            session = await self.rt.sessions.load(db, cookie_value)
+            if session is None:
+                return None
+            account = await db.get(Account, session.account_id)
+            if account is None:
+                return None
+            actor = await build_actor(db, session, account)
+        return actor.__class__(**{**actor.__dict__, "ip": ip, "user_agent": user_agent}), account
+
+    async def login(self, email: str, password: str, ip: str | None, user_agent: str | None) -> LoginResult:
+        """Check the password under throttling; on success open a brand-new session."""
+        email = normalize_email(email)
+        keys = [account_key(email), ip_key(ip)]
+        async with transaction(self.rt.maker) as db:
+            wait = await self.rt.throttle.wait_seconds(db, keys)
+        if wait:
+            # Same message whatever the password: a wait tells nothing about its correctness.
+            return LoginResult(False, _wait_message(wait), wait_seconds=wait)
+        async with transaction(self.rt.maker) as db:
+            account = await db.scalar(select(Account).options(undefer(Account.password_hash))
+                                      .where(Account.email == email))
+            stored = account.password_hash if account else None
+        valid, new_hash = await self.rt.passwords.verify(stored, password)
+        async with transaction(self.rt.maker) as db:
+            if not valid or account is None:
+                await self.rt.throttle.failure(db, keys)
+                record(db, None, Action.LOGIN_FAILURE, target_type="account",
+                       target_id=account.id if account else None,
+                       target_label=email if account else "", ip=ip)
+                return LoginResult(False, LOGIN_FAILED)
+            account = await db.get(Account, account.id)
+            assert account is not None
+            if new_hash:
+                account.password_hash = new_hash
+            account.last_login_at = utcnow()
+            await self.rt.throttle.success(db, email)
+            new = self.rt.sessions.create(db, account.id, ip, user_agent)
+            record(db, None, Action.LOGIN_SUCCESS, target_type="account", target_id=account.id,
+                   target_label=account.full_name, after={"factor": "password"}, ip=ip)
+        return LoginResult(True, cookie_value=new.cookie_value)
+
+    async def logout(self, actor: Actor) -> None:
+        if actor.session_id is None:
+            return
+        async with transaction(self.rt.maker) as db:
+            await self.rt.sessions.end(db, actor.session_id)
+            record(db, actor, Action.LOGOUT, target_type="account", target_id=actor.account_id)
+
+    # -- invitations -------------------------------------------------------------------------
+
+    async def _find_invitation(self, db: AsyncSession, token: str) -> Invitation | None:
+        max_age = self.rt.settings.invitation_days * 86400
+        value = self.rt.invitations.loads(token, max_age=max_age)
+        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
+                and isinstance(value[1], str)):
+            return None
+        invitation = await db.get(Invitation, value[0])
+        now = utcnow()
+        if (invitation is None or invitation.nonce_hash != digest(value[1]) or invitation.used_at
+                or invitation.revoked_at or invitation.expires_at <= now):
+            return None
+        return invitation
+
+    async def invitation_account(self, token: str) -> Account | None:
+        async with transaction(self.rt.maker) as db:
+            invitation = await self._find_invitation(db, token)
+            return await db.get(Account, invitation.account_id) if invitation else None
+
+    async def accept_invitation(self, token: str, password: str, confirmation: str,
+                                ip: str | None) -> dict[str, str]:
+        """Set the password from an invitation; return per-field French errors (empty on success)."""
+        async with transaction(self.rt.maker) as db:
+            invitation = await self._find_invitation(db, token)
+            if invitation is None:
+                return {"token": INVITATION_INVALID}
+            account = await db.get(Account, invitation.account_id)
+            assert account is not None
+            employer_names = (await db.scalars(select(Employer.name).join(Membership).where(
+                Membership.account_id == account.id))).all()
+        errors: dict[str, str] = {}
+        problems = password_problems(password, self.rt.settings.passwords,
+                                     context=[account.given_name, account.family_name, account.email,
+                                              *employer_names])
+        if problems:
+            errors["password"] = " ".join(problems)
+        elif password != confirmation:
+            errors["confirmation"] = "Les deux mots de passe saisis ne sont pas identiques."
+        if errors:
+            return errors
+        password_hash = await self.rt.passwords.hash(password)
+        async with transaction(self.rt.maker) as db:
+            # The UPDATE … WHERE used_at IS NULL makes the link single-use even under a race.
+            used = await db.execute(update(Invitation).where(
+                Invitation.id == invitation.id, Invitation.used_at.is_(None)).values(used_at=utcnow()))
+            if used.rowcount != 1:  # type: ignore[attr-defined]
+                return {"token": INVITATION_INVALID}
+            account = await db.get(Account, invitation.account_id)
+            assert account is not None
+            account.password_hash = password_hash
+            account.activated_at = account.activated_at or utcnow()
+            # Any other outstanding invitation for this account is now pointless.
+            await db.execute(update(Invitation).where(Invitation.account_id == account.id,
+                                                      Invitation.used_at.is_(None))
+                             .values(revoked_at=utcnow()))
+            await self.rt.sessions.end_all(db, account.id)
+            record(db, None, Action.PASSWORD_SET, employer_id=invitation.employer_id, target_type="account",
+                   target_id=account.id, target_label=account.full_name, ip=ip)
+        return {}
+
+
+def _wait_message(seconds: int) -> str:
+    if seconds < 60:
+        delay = f"{seconds} seconde{'s' if seconds > 1 else ''}"
+    else:
+        minutes = (seconds + 59) // 60
+        delay = f"{minutes} minute{'s' if minutes > 1 else ''}"
+    return (f"Trop de tentatives de connexion infructueuses. Par sécurité, patientez {delay} avant "
+            "de réessayer. Si vous avez oublié votre mot de passe, contactez votre référent administrateur.")
+
+
+async def send_invitation(rt: Runtime, db: AsyncSession, actor: Actor | None, account: Account,
+                          employer: Employer | None) -> None:
+    """Revoke older invitations, create a fresh one and queue its mail (caller's transaction)."""
+    now = utcnow()
+    await db.execute(update(Invitation).where(Invitation.account_id == account.id, Invitation.used_at.is_(None),
+                                              Invitation.revoked_at.is_(None)).values(revoked_at=now))
+    nonce = random_token()
+    invitation = Invitation(account_id=account.id, employer_id=employer.id if employer else None,
+                            nonce_hash=digest(nonce),
+                            expires_at=now + timedelta(days=rt.settings.invitation_days),
+                            created_by_id=actor.account_id if actor else None)
+    db.add(invitation)
+    await db.flush()
+    link = f"{rt.settings.base_url}/invitation/{rt.invitations.dumps([invitation.id, nonce])}"
+    rt.mailer.queue(db, account.email, "invitation", account=account, employer=employer,
+                    inviter=actor.label.split(" <")[0] if actor else rt.settings.cig_name, link=link,
+                    days=rt.settings.invitation_days, cig_name=rt.settings.cig_name)
+    record(db, actor, Action.INVITATION_SEND, employer_id=employer.id if employer else None,
+           target_type="account", target_id=account.id, target_label=account.full_name)

@@ -1,0 +1,197 @@
+"""create_app(settings): plugins, template engine, HTMX, CSRF, security headers, error pages, routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from litestar import Litestar, Request, Response
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.datastructures import MutableScopeHeaders
+from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.response import Redirect, Template
+from litestar.static_files import create_static_files_router
+from litestar.stores.memory import MemoryStore
+from litestar.template.config import TemplateConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar_htmx import ClientRedirect
+
+from convergences.audit.actions import LABELS
+from convergences.authz import NotAuthorized, Permission, may
+from convergences.employers.models import EMPLOYER_KINDS
+from convergences.errors import NotFound
+from convergences.runtime import TEMPLATES_DIR, Runtime
+from convergences.settings import Settings, load_settings
+from convergences.web import NotAuthenticated, is_htmx, login_url
+
+STATIC_DIR = Path(__file__).parent / "static"
+PARIS = ZoneInfo("Europe/Paris")
+log = logging.getLogger("convergences")
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+
+
+def security_headers(settings: Settings) -> Any:
+    """ASGI middleware: CSP without inline script, nosniff, referrer policy, framing, no-store, HSTS."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            is_static = scope["path"].startswith("/static/")
+
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    headers = MutableScopeHeaders.from_message(message)
+                    headers.setdefault("Content-Security-Policy", CSP)
+                    headers.setdefault("X-Content-Type-Options", "nosniff")
+                    headers.setdefault("Referrer-Policy", "no-referrer")
+                    headers.setdefault("X-Frame-Options", "DENY")
+                    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+                    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+                    if not is_static:
+                        headers["Cache-Control"] = "no-store"
+                    if settings.secure_cookies:
+                        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+                await send(message)
+
+            await app(scope, receive, send_with_headers)
+
+        return wrapped
+
+    return middleware
+
+
+def _error_page(request: Request[Any, Any, Any], status: int, title: str, message: str) -> Response[Any]:
+    return Template(template_name="errors/error.html", status_code=status,
+                    context={"title": title, "message": message, "status": status,
+                             "actor": (request.state.current or (None,))[0] if "current" in request.state
+                             else None})
+
+
+def not_authenticated(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    target = login_url(request) if request.method == "GET" else "/login"
+    return ClientRedirect(target) if is_htmx(request) else Redirect(target, status_code=303)
+
+
+def not_authorized(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.info("authorization refused: %s %s (%s)", request.method, request.url.path, exc)
+    return _error_page(request, 403, "Accès refusé",
+                       "Vous n'avez pas les droits nécessaires pour cette page. Si vous pensez qu'il s'agit "
+                       "d'une erreur, contactez votre référent administrateur ou votre correspondant CIG.")
+
+
+def not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _error_page(request, 404, "Page introuvable",
+                       "Cette page n'existe pas ou n'est pas accessible avec votre compte.")
+
+
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if status == 404:
+        return not_found(request, exc)
+    if status == 403:
+        # CSRF failures land here: say so plainly.
+        detail = str(exc.detail or "")
+        if "CSRF" in detail:
+            return _error_page(request, 403, "Formulaire expiré",
+                               "Le formulaire a expiré ou n'a pas été envoyé depuis cette page. "
+                               "Rechargez la page puis recommencez.")
+        return not_authorized(request, exc)
+    if status == 429:
+        return _error_page(request, 429, "Trop de requêtes",
+                           "Trop de requêtes en peu de temps. Patientez une minute puis réessayez.")
+    if status in (400, 405, 413, 415):
+        return _error_page(request, status, "Requête incorrecte",
+                           "La requête envoyée n'est pas valide. Revenez à la page précédente et réessayez.")
+    return server_error(request, exc)
+
+
+def server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error_page(request, 500, "Erreur technique",
+                       "Une erreur technique est survenue ; rien n'a été enregistré. Réessayez dans un instant.")
+
+
+def _local(value: datetime | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(PARIS).strftime(fmt)
+
+
+def _configure_templates(engine: JinjaTemplateEngine) -> None:
+    env = engine.engine
+    env.filters["local"] = _local
+    env.globals["action_label"] = lambda tag: LABELS.get(tag, tag)
+    env.globals["employer_kinds"] = EMPLOYER_KINDS
+    env.globals["may"] = may
+    env.globals["P"] = Permission
+    env.globals["htmx_js"] = "/static/htmx-2.0.11.min.js"
+    env.globals["status_labels"] = {"invited": "Invité", "active": "Actif", "suspended": "Suspendu"}
+    env.globals["role_labels"] = {"agent": "Agent", "referent": "Référent administrateur",
+                                  "authority": "Autorité territoriale", "correspondent": "Correspondant CIG",
+                                  "cig_admin": "Administrateur CIG"}
+    env.trim_blocks = True
+    env.lstrip_blocks = True
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:
+    settings = settings or load_settings()
+    rt = runtime or Runtime.build(settings)
+    from convergences.accounts.views import router as accounts_router
+    from convergences.admin.views import router as admin_router
+    from convergences.employers.views import router as employers_router
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.runtime = rt
+        rt.mailer.kick()
+        try:
+            yield
+        finally:
+            if runtime is None:
+                await rt.close()
+
+    template_config = TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine,
+                                     engine_callback=_configure_templates)
+    csrf = CSRFConfig(secret=settings.secret_key, cookie_name="cvg_csrf", cookie_secure=settings.secure_cookies,
+                      cookie_httponly=True, cookie_samesite="lax", exclude=["/healthz"])
+    app = Litestar(
+        route_handlers=[accounts_router, employers_router, admin_router,
+                        create_static_files_router(path="/static", directories=[STATIC_DIR], name="static",
+                                                   cache_control=None, include_in_schema=False)],
+        lifespan=[lifespan],
+        plugins=[HTMXPlugin()],
+        template_config=template_config,
+        csrf_config=csrf,
+        middleware=[security_headers(settings)],
+        stores={"rate_limit": MemoryStore()},
+        exception_handlers={
+            NotAuthenticated: not_authenticated,
+            NotAuthorized: not_authorized,
+            NotFound: not_found,
+            NotFoundException: not_found,
+            PermissionDeniedException: not_authorized,
+            HTTPException: http_error,
+            Exception: server_error,
+        },
+        # The schema is published as JSON only: the HTML viewers load scripts from CDNs (CSP).
+        openapi_config=OpenAPIConfig(title="Convergences", version="0.1.0", path="/schema",
+                                     render_plugins=[JsonRenderPlugin()]),
+        debug=False,
+    )
+    app.state.runtime = rt
+    return app

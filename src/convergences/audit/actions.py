@@ -1,0 +1,68 @@
+"""Action tags of the journal, with their French labels."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    LOGIN_SUCCESS = "account:login:success"
+    LOGIN_FAILURE = "account:login:failure"
+    LOGOUT = "account:logout"
+    PASSWORD_SET = "account:password:set"
+    INVITATION_SEND = "account:invitation:send"
+    ACCOUNT_CREATE = "account:create"
+    ACCOUNT_UPDATE = "account:update"
+    ACCOUNT_DELETE = "account:delete"
+    THROTTLE_CLEAR = "account:throttle:clear"
+    MEMBERSHIP_ATTACH = "membership:attach"
+    MEMBERSHIP_SUSPEND = "membership:suspend"
+    MEMBERSHIP_REACTIVATE = "membership:reactivate"
+    MEMBERSHIP_DELETE = "membership:delete"
+    REFERENT_DESIGNATE = "membership:referent:designate"
+    REFERENT_REVOKE = "membership:referent:revoke"
+    AUTHORITY_DESIGNATE = "membership:authority:designate"
+    GRANT_ADD = "grant:add"
+    GRANT_CHANGE = "grant:change"
+    GRANT_REVOKE = "grant:revoke"
+    EMPLOYER_CREATE = "employer:create"
+    EMPLOYER_UPDATE = "employer:update"
+    SUBSCRIPTION_ADD = "subscription:add"
+    SUBSCRIPTION_REMOVE = "subscription:remove"
+    PORTFOLIO_ADD = "portfolio:add"
+    PORTFOLIO_REMOVE = "portfolio:remove"
+    APPLICATION_CREATE = "application:create"
+    APPLICATION_UPDATE = "application:update"
+    STAFF_CREATE = "staff:create"
+
+
+LABELS: dict[str, str] = {
+    Action.LOGIN_SUCCESS: "Connexion réussie",
+    Action.LOGIN_FAILURE: "Échec de connexion",
+    Action.LOGOUT: "Déconnexion",
+    Action.PASSWORD_SET: "Mot de passe défini",
+    Action.INVITATION_SEND: "Invitation envoyée",
+    Action.ACCOUNT_CREATE: "Compte créé",
+    Action.ACCOUNT_UPDATE: "Compte modifié",
+    Action.ACCOUNT_DELETE: "Compte supprimé",
+    Action.THROTTLE_CLEAR: "Blocage de connexion levé",
+    Action.MEMBERSHIP_ATTACH: "Compte existant rattaché",
+    Action.MEMBERSHIP_SUSPEND: "Agent suspendu",
+    Action.MEMBERSHIP_REACTIVATE: "Agent réactivé",
+    Action.MEMBERSHIP_DELETE: "Agent retiré de l'employeur",
+    Action.REFERENT_DESIGNATE: "Référent désigné",
+    Action.REFERENT_REVOKE: "Référent retiré",
+    Action.AUTHORITY_DESIGNATE: "Autorité territoriale désignée",
+    Action.GRANT_ADD: "Droit accordé",
+    Action.GRANT_CHANGE: "Rôle applicatif modifié",
+    Action.GRANT_REVOKE: "Droit retiré",
+    Action.EMPLOYER_CREATE: "Employeur créé",
+    Action.EMPLOYER_UPDATE: "Employeur modifié",
+    Action.SUBSCRIPTION_ADD: "Abonnement ajouté",
+    Action.SUBSCRIPTION_REMOVE: "Abonnement retiré",
+    Action.PORTFOLIO_ADD: "Employeur ajouté au portefeuille",
+    Action.PORTFOLIO_REMOVE: "Employeur retiré du portefeuille",
+    Action.APPLICATION_CREATE: "Application créée",
+    Action.APPLICATION_UPDATE: "Application modifiée",
+    Action.STAFF_CREATE: "Compte CIG créé",
+}

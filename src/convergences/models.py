@@ -1,0 +1,12 @@
+"""Import every model so that the metadata (Alembic, create_all) sees all tables."""
+
+from convergences.accounts.models import Account, Invitation
+from convergences.applications.models import Application, Grant, Subscription
+from convergences.audit.models import AuditEvent
+from convergences.db import Base
+from convergences.employers.models import Employer, Membership, PortfolioEntry
+from convergences.mail.models import OutboxMail
+from convergences.security.models import LoginSession, LoginThrottle
+
+__all__ = ["Account", "Application", "AuditEvent", "Base", "Employer", "Grant", "Invitation",
+           "LoginSession", "LoginThrottle", "Membership", "OutboxMail", "PortfolioEntry", "Subscription"]

@@ -1,0 +1,52 @@
+"""What every service needs, built once per process: settings, database, security helpers, mail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from convergences.db import create_engine, create_sessionmaker
+from convergences.mail.services import Mailer
+from convergences.security.passwords import PasswordService
+from convergences.security.sessions import SessionManager
+from convergences.security.throttle import Throttle
+from convergences.security.tokens import Signer
+from convergences.settings import Settings
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+def mail_environment() -> Environment:
+    return Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]),
+                       trim_blocks=True, lstrip_blocks=True)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    maker: async_sessionmaker[AsyncSession]
+    passwords: PasswordService
+    sessions: SessionManager
+    throttle: Throttle
+    mailer: Mailer
+    invitations: Signer
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        engine = create_engine(settings.database)
+        maker = create_sessionmaker(engine)
+        return cls(
+            settings=settings, engine=engine, maker=maker,
+            passwords=PasswordService(settings.passwords),
+            sessions=SessionManager(settings.sessions, settings.secret_key),
+            throttle=Throttle(settings.throttle),
+            mailer=Mailer(settings.mail, maker, mail_environment(), keep_bodies=settings.demo),
+            invitations=Signer(settings.secret_key, "convergences.invitation"),
+        )
+
+    async def close(self) -> None:
+        await self.engine.dispose()
