@@ -150,13 +150,14 @@ def _configure_templates(engine: JinjaTemplateEngine) -> None:
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:
     settings = settings or load_settings()
-    rt = runtime or Runtime.build(settings)
     from convergences.accounts.views import router as accounts_router
     from convergences.admin.views import router as admin_router
     from convergences.employers.views import router as employers_router
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Built on the serving event loop: a connection pool must not cross loops.
+        rt = runtime or Runtime.build(settings)
         app.state.runtime = rt
         rt.mailer.kick()
         try:
@@ -193,5 +194,4 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                                      render_plugins=[JsonRenderPlugin()]),
         debug=False,
     )
-    app.state.runtime = rt
     return app
