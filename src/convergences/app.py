@@ -29,6 +29,7 @@ from convergences.audit.actions import LABELS
 from convergences.authz import NotAuthorized, Permission, may
 from convergences.employers.models import EMPLOYER_KINDS
 from convergences.errors import NotFound
+from convergences.logs import install_redaction
 from convergences.runtime import TEMPLATES_DIR, Runtime
 from convergences.settings import Settings, load_settings
 from convergences.web import NotAuthenticated, is_htmx, login_url
@@ -150,6 +151,7 @@ def _configure_templates(engine: JinjaTemplateEngine) -> None:
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:
     settings = settings or load_settings()
+    install_redaction()
     from convergences.accounts.views import router as accounts_router
     from convergences.admin.views import router as admin_router
     from convergences.employers.views import router as employers_router

@@ -74,7 +74,7 @@ def demo_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
-    click.echo("Comptes de démonstration (mot de passe commun : %s)" % data["accounts"][0]["password"])
+    click.echo(f"Comptes de démonstration (mot de passe commun : {data['accounts'][0]['password']})")
     for account in data["accounts"]:
         click.echo(f"  {account['email']:<36} {', '.join(account['roles'])}")
 

@@ -66,6 +66,9 @@ def _sqlite_pragmas(dbapi_connection: object, connection_record: object) -> None
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    # SQLite's own lower() folds ASCII only: "émilie" must find "Émilie" as on PostgreSQL.
+    dbapi_connection.create_function(  # type: ignore[attr-defined]
+        "lower", 1, lambda value: value.lower() if isinstance(value, str) else value, deterministic=True)
 
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:

@@ -16,7 +16,7 @@ from convergences.db import transaction, utcnow
 from convergences.employers.models import Employer, Membership, PortfolioEntry
 from convergences.runtime import Runtime
 
-DEMO_PASSWORD = "Convergences demo 2026 !"
+DEMO_PASSWORD = "Convergences demo 2026 !"  # noqa: S105 - the documented demo-only password
 
 APPLICATIONS: list[dict[str, Any]] = [
     {"slug": "site", "name": "Site Internet — contenus restreints",
@@ -87,7 +87,7 @@ def demo_accounts_json() -> dict[str, Any]:
     for a in DEMO_ACCOUNTS:
         roles = set(a.staff)
         apps: list[str] = []
-        for key, (member_roles, grants) in a.memberships.items():
+        for member_roles, grants in a.memberships.values():
             roles |= {"agent", *member_roles}
             apps += [slug for slug in grants if slug not in apps]
         accounts.append({"email": a.email, "password": DEMO_PASSWORD,

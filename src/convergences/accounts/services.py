@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -22,6 +22,8 @@ from convergences.security.throttle import account_key, ip_key
 from convergences.security.tokens import digest, random_token
 
 LOGIN_FAILED = "Adresse électronique ou mot de passe incorrect."
+ACCOUNT_SUSPENDED = ("Votre compte est suspendu. Contactez votre référent administrateur pour le faire "
+                     "réactiver.")
 INVITATION_INVALID = ("Ce lien d'invitation n'est plus valable (déjà utilisé, expiré ou incorrect). "
                       "Demandez à votre référent administrateur de vous en envoyer un nouveau.")
 
@@ -73,7 +75,7 @@ class AuthService:
             if account is None:
                 return None
             actor = await build_actor(db, session, account)
-        return actor.__class__(**{**actor.__dict__, "ip": ip, "user_agent": user_agent}), account
+        return replace(actor, ip=ip, user_agent=user_agent), account
 
     async def login(self, email: str, password: str, ip: str | None, user_agent: str | None) -> LoginResult:
         """Check the password under throttling; on success open a brand-new session."""
@@ -98,6 +100,12 @@ class AuthService:
                 return LoginResult(False, LOGIN_FAILED)
             account = await db.get(Account, account.id)
             assert account is not None
+            if not account.is_staff and not await db.scalar(select(Membership.id).where(
+                    Membership.account_id == account.id, Membership.suspended_at.is_(None)).limit(1)):
+                # The password was right: saying why is safe, and saves a call to the helpdesk.
+                record(db, None, Action.LOGIN_FAILURE, target_type="account", target_id=account.id,
+                       target_label=email, after={"reason": "suspended"}, ip=ip)
+                return LoginResult(False, ACCOUNT_SUSPENDED)
             if new_hash:
                 account.password_hash = new_hash
             account.last_login_at = utcnow()

@@ -11,7 +11,8 @@ from litestar.enums import RequestEncodingType
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import Body, Parameter
 from litestar.response import Redirect, Template
-from sqlalchemy import select, text as sql_text
+from sqlalchemy import select
+from sqlalchemy import text as sql_text
 
 from convergences.accounts.services import AuthService
 from convergences.applications.services import PortalService

@@ -9,7 +9,7 @@ class Action(StrEnum):
     LOGIN_SUCCESS = "account:login:success"
     LOGIN_FAILURE = "account:login:failure"
     LOGOUT = "account:logout"
-    PASSWORD_SET = "account:password:set"
+    PASSWORD_SET = "account:password:set"  # noqa: S105 - an action tag, not a password
     INVITATION_SEND = "account:invitation:send"
     ACCOUNT_CREATE = "account:create"
     ACCOUNT_UPDATE = "account:update"

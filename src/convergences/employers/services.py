@@ -55,6 +55,7 @@ class AgentPage:
     direction: str
     status: str
     applications: list[Application]
+    employer: Employer
 
 
 @dataclass
@@ -125,7 +126,7 @@ class EmployerService:
         sort = sort if sort in SORTS else "nom"
         direction = "desc" if direction == "desc" else "asc"
         async with transaction(self.rt.maker) as db:
-            await get_employer(db, employer_id)
+            employer = await get_employer(db, employer_id)
             query: Select[Any] = (select(Membership).join(Account, Membership.account_id == Account.id)
                                   .where(Membership.employer_id == employer_id))
             if q:
@@ -153,7 +154,13 @@ class EmployerService:
                 for grant in (await db.scalars(select(Grant).where(Grant.membership_id.in_(by_id)))).all():
                     by_id[grant.membership_id].grants[grant.application_id] = grant
             applications = await subscribed_applications(db, employer_id)
-        return AgentPage(rows, total, page, pages, q, sort, direction, status, applications)
+        return AgentPage(rows, total, page, pages, q, sort, direction, status, applications, employer)
+
+    async def grid_frame(self, actor: Actor, employer_id: int) -> tuple[Employer, list[Application]]:
+        """What a grid fragment needs besides its rows: the employer and its subscribed applications."""
+        require(actor, P.ACCOUNTS_VIEW, employer_id)
+        async with transaction(self.rt.maker) as db:
+            return await get_employer(db, employer_id), await subscribed_applications(db, employer_id)
 
     async def agent(self, actor: Actor, employer_id: int, membership_id: int) -> AgentRow:
         require(actor, P.ACCOUNTS_VIEW, employer_id)

@@ -24,7 +24,7 @@ def siret_problem(raw: str) -> str | None:
     siret = normalize_siret(raw)
     if not siret:
         return "Le SIRET est obligatoire."
-    if not siret.isdigit() or len(siret) != 14:
+    if not (siret.isascii() and siret.isdigit()) or len(siret) != 14:
         return "Le SIRET doit comporter exactement 14 chiffres."
     if not luhn_valid(siret):
         return "Ce SIRET n'est pas valide (clé de contrôle incorrecte) : vérifiez la saisie."

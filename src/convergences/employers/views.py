@@ -13,7 +13,7 @@ from convergences.authz import Actor, Permission, may
 from convergences.employers.services import AgentInput, EmployerService
 from convergences.errors import ServiceError
 from convergences.forms import PersonForm
-from convergences.web import page_number, provide_actor, redirect, render, runtime, text
+from convergences.web import is_htmx, page_number, provide_actor, redirect, render, runtime, text
 
 BASE = "/employeurs/{employer_id:int}"
 
@@ -28,11 +28,12 @@ def _grid_args(source: Any) -> dict[str, Any]:
             "page": page_number(text(source, "page", 10))}
 
 
-async def _grid_context(request: Request[Any, Any, Any], actor: Actor, employer_id: int,
+async def _grid_context(request: Request[Any, Any, Any], actor: Actor, employer_id: int, *, full: bool = True,
                         **extra: Any) -> dict[str, Any]:
     svc = _svc(request)
-    overview = await svc.overview(actor, employer_id)
     grid = await svc.agents(actor, employer_id, **_grid_args(request.query_params))
+    # A fragment (search, sort, page) needs only the grid; the page also shows the overview.
+    overview = await svc.overview(actor, employer_id) if full else {"employer": grid.employer}
     return {"actor": actor, "grid": grid, **overview, "form": PersonForm(), "errors": {},
             "can_manage": may(actor, Permission.ACCOUNTS_MANAGE, employer_id),
             "can_grant": may(actor, Permission.GRANTS_MANAGE, employer_id), **extra}
@@ -48,7 +49,7 @@ async def employer_home(request: Request[Any, Any, Any], actor: Actor, employer_
 
 @get(BASE + "/agents", name="agents")
 async def agents(request: Request[Any, Any, Any], actor: Actor, employer_id: int) -> Template:
-    context = await _grid_context(request, actor, employer_id)
+    context = await _grid_context(request, actor, employer_id, full=not is_htmx(request))
     return render(request, "employers/agents.html", "employers/_agents_table.html", **context)
 
 
@@ -179,14 +180,12 @@ async def grant_toggle(request: Request[Any, Any, Any], actor: Actor, employer_i
     except ServiceError as exc:
         error = exc.message
         row = await svc.agent(actor, employer_id, membership_id)
-    from convergences.web import is_htmx
-
     if not is_htmx(request):
         return redirect(request, f"/employeurs/{employer_id}/agents",
                         error or "Le droit d'accès est enregistré.")
-    overview = await svc.overview(actor, employer_id)
+    employer, applications = await svc.grid_frame(actor, employer_id)
     return render(request, "employers/_agent_row.html", status_code=422 if error else 200, actor=actor, row=row,
-                  applications=overview["applications"], employer=overview["employer"], row_error=error,
+                  applications=applications, employer=employer, row_error=error,
                   row_saved=None if error else application_id, can_manage=True, can_grant=True)
 
 

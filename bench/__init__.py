@@ -1,0 +1,1 @@
+"""`make bench`: figures measured against baselines from the same run."""
