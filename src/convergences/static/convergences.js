@@ -27,6 +27,15 @@
     form.reset();
     announce(form, "La modification n'a pas pu être enregistrée. Réessayez dans un instant.");
   }
+  // A swapped row carries "Enregistré" (or an error): repeat it in the grid's live region, which
+  // stays in the page, because screen readers seldom announce a live region inserted by the swap.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    var live = document.getElementById("grid-status");
+    if (!live || !target || !target.querySelector) { return; }
+    var said = target.querySelector(".saved, .error");
+    if (said) { live.textContent = said.textContent; }
+  });
   document.addEventListener("htmx:responseError", failed);
   document.addEventListener("htmx:sendError", failed);
 
