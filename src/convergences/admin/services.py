@@ -194,6 +194,17 @@ class AdminService:
             audit.record(db, actor, Action.PORTFOLIO_REMOVE, employer_id=employer.id, target_type="account",
                          target_id=cid, target_label=staff[cid].full_name)
 
+    async def employers(self, actor: Actor, q: str = "") -> dict[str, Any]:
+        """Employers (optionally filtered by name) and the catalogue, for the list and creation form."""
+        require(actor, P.EMPLOYERS_MANAGE)
+        async with transaction(self.rt.maker) as db:
+            query = select(Employer).order_by(Employer.name)
+            if q.strip():
+                query = query.where(func.lower(Employer.name).like(f"%{q.strip().lower()}%"))
+            return {"employers": list((await db.scalars(query)).all()),
+                    "applications": list((await db.scalars(select(Application).order_by(
+                        Application.position, Application.name))).all())}
+
     # -- catalogue -----------------------------------------------------------------------------
 
     async def applications(self, actor: Actor) -> list[Application]:
@@ -248,6 +259,19 @@ class AdminService:
         require(actor, P.PORTFOLIOS_MANAGE)
         async with transaction(self.rt.maker) as db:
             return await _correspondents(db)
+
+    async def portfolios(self, actor: Actor) -> list[tuple[Account, list[Employer]]]:
+        """Each correspondent with the employers of their portfolio. Raises NotAuthorized."""
+        require(actor, P.PORTFOLIOS_MANAGE)
+        async with transaction(self.rt.maker) as db:
+            staff = await _correspondents(db)
+            held: dict[int, list[Employer]] = {a.id: [] for a in staff}
+            for cid, employer in (await db.execute(
+                    select(PortfolioEntry.correspondent_id, Employer)
+                    .join(Employer, Employer.id == PortfolioEntry.employer_id)
+                    .order_by(Employer.name))).all():
+                held.setdefault(cid, []).append(employer)
+            return [(a, held[a.id]) for a in staff]
 
     async def create_correspondent(self, actor: Actor, person: PersonInput, phone: str) -> Account:
         require(actor, P.PORTFOLIOS_MANAGE)
@@ -328,6 +352,17 @@ class AdminService:
             overall.activated += row.activated
             overall.active += row.active
         return rows, [*sorted(totals.values(), key=lambda t: t.label), overall]
+
+    async def dashboard(self, actor: Actor, q: str = "") -> tuple[list[Progress], list[ProgressTotals]]:
+        """The CIG-wide deployment progress (CIG admin only, unlike :meth:`progress`)."""
+        require(actor, P.EMPLOYERS_MANAGE)
+        return await self.progress(actor, q)
+
+    async def global_journal(self, actor: Actor, page: int = 1) -> tuple[list[AuditEvent], int]:
+        """Every journal entry, newest first (CIG admin only). Raises NotAuthorized."""
+        require(actor, P.CIG_JOURNAL_VIEW)
+        async with transaction(self.rt.maker) as db:
+            return await audit.page(db, audit.everything(), page)
 
     async def journal(self, actor: Actor, page: int = 1) -> tuple[list[AuditEvent], int]:
         """The CIG admin sees everything; a correspondent the journals of their portfolio."""
