@@ -22,7 +22,7 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.stores.memory import MemoryStore
 from litestar.template.config import TemplateConfig
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Message, Scope
 from litestar_htmx import ClientRedirect
 
 from convergences.audit.actions import LABELS
@@ -43,35 +43,28 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 
 def security_headers(settings: Settings) -> Any:
-    """ASGI middleware: CSP without inline script, nosniff, referrer policy, framing, no-store, HSTS."""
+    """before_send hook: CSP without inline script, nosniff, referrer policy, framing, no-store, HSTS.
 
-    def middleware(app: ASGIApp) -> ASGIApp:
-        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
-            is_static = scope["path"].startswith("/static/")
+    A hook rather than a middleware: it also reaches the router's own 404/405 answers, which no
+    route middleware sees.
+    """
 
-            async def send_with_headers(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    headers = MutableScopeHeaders.from_message(message)
-                    headers.setdefault("Content-Security-Policy", CSP)
-                    headers.setdefault("X-Content-Type-Options", "nosniff")
-                    headers.setdefault("Referrer-Policy", "no-referrer")
-                    headers.setdefault("X-Frame-Options", "DENY")
-                    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-                    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-                    if not is_static:
-                        headers["Cache-Control"] = "no-store"
-                    if settings.secure_cookies:
-                        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-                await send(message)
+    async def hook(message: Message, scope: Scope) -> None:
+        if scope["type"] != "http" or message["type"] != "http.response.start":
+            return
+        headers = MutableScopeHeaders.from_message(message)
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if not scope["path"].startswith("/static/"):
+            headers["Cache-Control"] = "no-store"
+        if settings.secure_cookies:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 
-            await app(scope, receive, send_with_headers)
-
-        return wrapped
-
-    return middleware
+    return hook
 
 
 def _error_page(request: Request[Any, Any, Any], status: int, title: str, message: str) -> Response[Any]:
@@ -180,14 +173,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         plugins=[HTMXPlugin()],
         template_config=template_config,
         csrf_config=csrf,
-        middleware=[security_headers(settings)],
+        before_send=[security_headers(settings)],
         stores={"rate_limit": MemoryStore()},
         exception_handlers={
             NotAuthenticated: not_authenticated,
             NotAuthorized: not_authorized,
             NotFound: not_found,
             NotFoundException: not_found,
-            PermissionDeniedException: not_authorized,
+            PermissionDeniedException: http_error,
             HTTPException: http_error,
             Exception: server_error,
         },

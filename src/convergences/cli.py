@@ -103,6 +103,7 @@ def create_admin_cmd(email: str, given_name: str, family_name: str) -> None:
     async def run() -> str:
         from sqlalchemy import select
 
+        import convergences.models  # noqa: F401 - every mapper, or Account's relationships cannot resolve
         from convergences.accounts.models import Account
         from convergences.audit.actions import Action
         from convergences.audit.services import record
