@@ -458,3 +458,27 @@ async def test_change_and_journal_commit_together(make_browser, runtime: Runtime
     assert (await membership(runtime, "agent@bellerive.example")).suspended_at is None  # type: ignore[union-attr]
     assert await account_id(runtime, "sans.journal@bellerive.example") is None
     assert await counts(runtime) == before
+
+
+async def test_a_shared_account_cannot_be_renamed_by_one_of_its_employers(make_browser, runtime) -> None:
+    from sqlalchemy import select
+
+    from convergences.accounts.models import Account
+    from convergences.db import transaction
+    from convergences.employers.models import Employer, Membership
+
+    async with transaction(runtime.maker) as db:
+        nadia = await db.scalar(select(Account).where(Account.email == "secretariat@coteaux.example"))
+        sivom = await db.scalar(select(Employer.id).where(Employer.siret == "25930999900011"))
+        mid = await db.scalar(select(Membership.id).where(Membership.account_id == nadia.id,
+                                                          Membership.employer_id == sivom))
+    # Nadia serves SIVOM and Val-Fleuri: acting for SIVOM, even the CIG admin's screen refuses.
+    admin = await make_browser()
+    await admin.login("admin@cig-demo.fr")
+    response = await admin.post(f"/employeurs/{sivom}/agents/{mid}",
+                                {"given_name": "Nadine", "family_name": "Roussel",
+                                 "email": "secretariat@coteaux.example"})
+    assert response.status_code == 422
+    assert "partagé" in response.text
+    async with transaction(runtime.maker) as db:
+        assert (await db.get(Account, nadia.id)).given_name == "Nadia"

@@ -258,3 +258,19 @@ async def test_session_of_a_deleted_account_is_gone(make_browser, runtime: Runti
     assert await scalar(runtime, select(func.count()).select_from(LoginSession)
                         .where(LoginSession.id.in_(ids))) == 0
     assert not await is_logged_in(agent)
+
+
+async def test_login_again_ends_the_previous_session_of_the_browser(make_browser, runtime) -> None:
+    from sqlalchemy import func, select
+
+    from convergences.db import transaction
+    from convergences.security.models import LoginSession
+
+    visitor = await make_browser()
+    await visitor.login("agent@bellerive.example")
+    first = visitor.cookies.get("cvg_session")
+    await visitor.login("agent@bellerive.example")
+    assert visitor.cookies.get("cvg_session") != first
+    async with transaction(runtime.maker) as db:
+        count = await db.scalar(select(func.count()).select_from(LoginSession))
+    assert count == 1

@@ -77,8 +77,12 @@ class AuthService:
             actor = await build_actor(db, session, account)
         return replace(actor, ip=ip, user_agent=user_agent), account
 
-    async def login(self, email: str, password: str, ip: str | None, user_agent: str | None) -> LoginResult:
-        """Check the password under throttling; on success open a brand-new session."""
+    async def login(self, email: str, password: str, ip: str | None, user_agent: str | None,
+                    previous_cookie: str | None = None) -> LoginResult:
+        """Check the password under throttling; on success open a brand-new session.
+
+        The browser's previous session, if any, is ended: a login never keeps an older session id.
+        """
         email = normalize_email(email)
         keys = [account_key(email), ip_key(ip)]
         async with transaction(self.rt.maker) as db:
@@ -110,6 +114,9 @@ class AuthService:
                 account.password_hash = new_hash
             account.last_login_at = utcnow()
             await self.rt.throttle.success(db, email)
+            previous = await self.rt.sessions.load(db, previous_cookie)
+            if previous is not None:
+                await self.rt.sessions.end(db, previous.id)
             new = self.rt.sessions.create(db, account.id, ip, user_agent)
             record(db, None, Action.LOGIN_SUCCESS, target_type="account", target_id=account.id,
                    target_label=account.full_name, after={"factor": "password"}, ip=ip)

@@ -55,7 +55,8 @@ async def login_post(request: Request[Any, Any, Any], data: dict[str, Any] = For
     if not email or not password:
         return render(request, "accounts/login.html", status_code=422, next=target, email=email,
                       error="Saisissez votre adresse électronique et votre mot de passe.")
-    result = await AuthService(rt).login(email, password, client_ip(request), request.headers.get("user-agent"))
+    result = await AuthService(rt).login(email, password, client_ip(request), request.headers.get("user-agent"),
+                                         previous_cookie=request.cookies.get(rt.settings.session_cookie))
     if not result.ok:
         status = 429 if result.wait_seconds else 401
         return render(request, "accounts/login.html", status_code=status, next=target, email=email,

@@ -227,9 +227,14 @@ class EmployerService:
             membership = await get_membership(db, employer_id, membership_id)
             account = membership.account
             before = _snapshot(membership)
+            shared = await db.scalar(select(func.count()).select_from(Membership).where(
+                Membership.account_id == account.id)) or 0
+            renamed = (data.given_name.strip(), data.family_name.strip()) != (account.given_name, account.family_name)
+            if renamed and (shared > 1 or account.is_staff):
+                # The identity of a person serving several employers belongs to none of them.
+                raise ServiceError("Ce compte est partagé avec un autre employeur : son nom ne peut pas être "
+                                   "modifié depuis votre employeur.", "family_name")
             if email != account.email:
-                shared = await db.scalar(select(func.count()).select_from(Membership).where(
-                    Membership.account_id == account.id)) or 0
                 if account.activated_at is not None or shared > 1 or account.is_staff:
                     raise ServiceError("L'adresse électronique d'un compte activé ou partagé avec un autre "
                                        "employeur ne peut être modifiée que par son titulaire.", "email")
