@@ -16,6 +16,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+import convergences.models  # noqa: F401  (registers every table)
 from convergences.app import create_app
 from convergences.db import Base
 from convergences.runtime import Runtime
@@ -24,8 +25,6 @@ from convergences.settings import DatabaseSettings, MailSettings, Settings
 from tests.helpers import Browser
 from tests.mailbox import Mailbox
 from tests.pg import PostgresCluster
-
-import convergences.models  # noqa: F401  (registers every table)
 
 _counter = itertools.count()
 

@@ -52,7 +52,7 @@ class Mailbox:
     def to(self, recipient: str) -> list[EmailMessage]:
         return [m for m in self.messages if recipient.lower() in str(m["To"]).lower()]
 
-    async def wait_for(self, recipient: str, count: int = 1, timeout: float = 10.0) -> list[EmailMessage]:
+    async def wait_for(self, recipient: str, count: int = 1, timeout: float = 10.0) -> list[EmailMessage]:  # noqa: ASYNC109
         import asyncio
 
         deadline = time.monotonic() + timeout

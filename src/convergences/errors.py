@@ -14,3 +14,11 @@ class ServiceError(Exception):
 
 class NotFound(Exception):
     """No such object within the actor's reach (also used where existence must not leak)."""
+
+
+class FormInvalid(Exception):
+    """The form has errors; raised by a service only after the actor's permission was checked."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors

@@ -21,7 +21,7 @@ from convergences.audit.models import AuditEvent
 from convergences.authz import Actor, Permission, require
 from convergences.db import transaction, utcnow
 from convergences.employers.models import Employer, Membership, PortfolioEntry
-from convergences.errors import NotFound, ServiceError
+from convergences.errors import FormInvalid, NotFound, ServiceError
 from convergences.runtime import Runtime
 
 P = Permission
@@ -180,12 +180,15 @@ class EmployerService:
     # -- agents --------------------------------------------------------------------------------
 
     async def create_agent(self, actor: Actor, employer_id: int, data: AgentInput, *,
-                           referent: bool = False) -> tuple[Membership, bool]:
+                           referent: bool = False, errors: dict[str, str] | None = None) -> tuple[Membership, bool]:
         """Create the account (or attach the existing one) and invite it; return (membership, attached).
 
-        Raises NotAuthorized, NotFound, ServiceError (already a member).
+        ``errors`` are the form's own; they are reported only to an actor allowed to act.
+        Raises NotAuthorized, FormInvalid, NotFound, ServiceError (already a member).
         """
         require(actor, P.REFERENTS_DESIGNATE if referent else P.ACCOUNTS_MANAGE, employer_id)
+        if errors:
+            raise FormInvalid(errors)
         email = normalize_email(data.email)
         async with transaction(self.rt.maker) as db:
             employer = await get_employer(db, employer_id)
@@ -219,9 +222,15 @@ class EmployerService:
         self.rt.mailer.kick()
         return membership, attached
 
-    async def update_agent(self, actor: Actor, employer_id: int, membership_id: int, data: AgentInput) -> None:
-        """Change names (and the email while the account is only invited and not shared)."""
+    async def update_agent(self, actor: Actor, employer_id: int, membership_id: int, data: AgentInput,
+                           errors: dict[str, str] | None = None) -> None:
+        """Change names (and the email while the account is only invited and not shared).
+
+        Raises NotAuthorized, FormInvalid, NotFound, ServiceError.
+        """
         require(actor, P.ACCOUNTS_MANAGE, employer_id)
+        if errors:
+            raise FormInvalid(errors)
         email = normalize_email(data.email)
         async with transaction(self.rt.maker) as db:
             membership = await get_membership(db, employer_id, membership_id)

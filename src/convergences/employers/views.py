@@ -11,7 +11,7 @@ from litestar.response import Template
 from convergences.accounts.views import Form
 from convergences.authz import Actor, Permission, may
 from convergences.employers.services import AgentInput, EmployerService
-from convergences.errors import ServiceError
+from convergences.errors import FormInvalid, ServiceError
 from convergences.forms import PersonForm
 from convergences.web import is_htmx, page_number, provide_actor, redirect, render, runtime, text
 
@@ -57,18 +57,19 @@ async def agents(request: Request[Any, Any, Any], actor: Actor, employer_id: int
 async def agent_create(request: Request[Any, Any, Any], actor: Actor, employer_id: int,
                        data: dict[str, Any] = Form) -> Response[Any]:
     form = PersonForm.parse(data)
-    errors = form.validate()
-    if not errors:
-        try:
-            _, attached = await _svc(request).create_agent(actor, employer_id, AgentInput(**form.__dict__))
-        except ServiceError as exc:
-            errors = {exc.field or "form": exc.message}
-        else:
-            message = (f"{form.given_name} {form.family_name} avait déjà un compte Convergences : il est "
-                       "maintenant rattaché à votre employeur." if attached else
-                       f"Le compte de {form.given_name} {form.family_name} est créé ; une invitation lui a été "
-                       "envoyée par courriel.")
-            return redirect(request, f"/employeurs/{employer_id}/agents", message)
+    try:
+        _, attached = await _svc(request).create_agent(actor, employer_id, AgentInput(**form.__dict__),
+                                                       errors=form.validate())
+    except FormInvalid as exc:
+        errors = exc.errors
+    except ServiceError as exc:
+        errors = {exc.field or "form": exc.message}
+    else:
+        message = (f"{form.given_name} {form.family_name} avait déjà un compte Convergences : il est "
+                   "maintenant rattaché à votre employeur." if attached else
+                   f"Le compte de {form.given_name} {form.family_name} est créé ; une invitation lui a été "
+                   "envoyée par courriel.")
+        return redirect(request, f"/employeurs/{employer_id}/agents", message)
     context = await _grid_context(request, actor, employer_id, form=form, errors=errors)
     return render(request, "employers/agents.html", "employers/_agent_form.html", status_code=422, **context)
 
@@ -89,18 +90,19 @@ async def agent_page(request: Request[Any, Any, Any], actor: Actor, employer_id:
 async def agent_update(request: Request[Any, Any, Any], actor: Actor, employer_id: int, membership_id: int,
                        data: dict[str, Any] = Form) -> Response[Any]:
     form = PersonForm.parse(data)
-    errors = form.validate()
-    if not errors:
-        try:
-            await _svc(request).update_agent(actor, employer_id, membership_id, AgentInput(**form.__dict__))
-        except ServiceError as exc:
-            errors = {exc.field or "form": exc.message}
-        else:
-            return redirect(request, f"/employeurs/{employer_id}/agents", "Les modifications sont enregistrées.")
+    try:
+        await _svc(request).update_agent(actor, employer_id, membership_id, AgentInput(**form.__dict__),
+                                         errors=form.validate())
+    except FormInvalid as exc:
+        errors = exc.errors
+    except ServiceError as exc:
+        errors = {exc.field or "form": exc.message}
+    else:
+        return redirect(request, f"/employeurs/{employer_id}/agents", "Les modifications sont enregistrées.")
     row = await _svc(request).agent(actor, employer_id, membership_id)
     overview = await _svc(request).overview(actor, employer_id)
     return render(request, "employers/agent.html", status_code=422, actor=actor, row=row, **overview,
-                  form=form, errors=errors, can_manage=True,
+                  form=form, errors=errors, can_manage=may(actor, Permission.ACCOUNTS_MANAGE, employer_id),
                   can_resend=may(actor, Permission.INVITATIONS_RESEND, employer_id))
 
 
@@ -202,16 +204,17 @@ async def referents(request: Request[Any, Any, Any], actor: Actor, employer_id: 
 async def referent_create(request: Request[Any, Any, Any], actor: Actor, employer_id: int,
                           data: dict[str, Any] = Form) -> Response[Any]:
     form = PersonForm.parse(data)
-    errors = form.validate()
     svc = _svc(request)
-    if not errors:
-        try:
-            await svc.create_agent(actor, employer_id, AgentInput(**form.__dict__), referent=True)
-        except ServiceError as exc:
-            errors = {exc.field or "form": exc.message}
-        else:
-            return redirect(request, f"/employeurs/{employer_id}/referents",
-                            f"{form.given_name} {form.family_name} est désigné(e) référent administrateur.")
+    try:
+        await svc.create_agent(actor, employer_id, AgentInput(**form.__dict__), referent=True,
+                               errors=form.validate())
+    except FormInvalid as exc:
+        errors = exc.errors
+    except ServiceError as exc:
+        errors = {exc.field or "form": exc.message}
+    else:
+        return redirect(request, f"/employeurs/{employer_id}/referents",
+                        f"{form.given_name} {form.family_name} est désigné(e) référent administrateur.")
     members = await svc.members(actor, employer_id)
     overview = await svc.overview(actor, employer_id)
     return render(request, "employers/referents.html", status_code=422, actor=actor, members=members,
