@@ -76,6 +76,11 @@ DEMO_ACCOUNTS: list[DemoAccount] = [
     DemoAccount("president@coteaux.example", "Marc", "Fabre", memberships={"sivom": (["authority"], {})}),
     DemoAccount("direction@ccas-bellerive.example", "Isabelle", "Chevalier",
                 memberships={"ccas": (["authority", "referent"], {"cr-cm": None, "bip": None})}),
+    DemoAccount("accueil@ccas-bellerive.example", "Léa", "Dumas",
+                memberships={"ccas": ([], {"cr-cm": None, "net-cotisations": "consultation"})}),
+    DemoAccount("technique@coteaux.example", "Hugo", "Lambert",
+                memberships={"sivom": ([], {"snapi-coll": None, "site": None})}),
+    # Val-Fleuri has not designated its référent yet: the deployment progress shows it.
     DemoAccount("maire@valfleuri.example", "Paul", "Renaud", memberships={"valfleuri": (["authority"], {})}),
 ]
 

@@ -272,7 +272,7 @@ async def test_dashboard_progress_numbers_and_search(make_browser, runtime: Runt
     assert (row["invited"], row["activated"], row["applications"]) == ("2", "4", "3 / 3")
     assert "Oui (2)" in row["text"] and "Claire Bernard" in row["text"]
     row = progress_row(page.text, ccas)
-    assert (row["invited"], row["activated"], row["applications"]) == ("0", "1", "2 / 4")
+    assert (row["invited"], row["activated"], row["applications"]) == ("0", "2", "3 / 4")
     assert "Totaux par correspondant CIG" in page.text and "Antoine Petit" in page.text
 
     found = await admin.get("/admin?q=coteaux")

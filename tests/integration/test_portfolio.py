@@ -49,8 +49,9 @@ async def test_portfolio_progress_numbers(make_browser, runtime: Runtime) -> Non
     row = progress_row(page.text, ids["bellerive"])
     assert (row["invited"], row["activated"], row["applications"]) == ("2", "4", "3 / 3")
     row = progress_row(page.text, ids["ccas"])
-    # CCAS: its director is authority and référent, active; BIP and CR/CM granted out of 4 subscribed.
-    assert (row["invited"], row["activated"], row["applications"]) == ("0", "1", "2 / 4")
+    # CCAS: its director (authority and référent) and Léa Dumas, both active; BIP, CR/CM and
+    # Net Cotisations granted out of 4 subscribed.
+    assert (row["invited"], row["activated"], row["applications"]) == ("0", "2", "3 / 4")
     assert "Oui (1)" in row["text"]
     antoine = await make_browser()
     await antoine.login("a.petit@cig-demo.fr")
