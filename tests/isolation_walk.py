@@ -46,6 +46,18 @@ ALLOW_LIST: dict[str, str] = {
     "/demo/boite-mail": "demo mode only (404 otherwise, as in these tests): the fake mailbox of the demo",
     "/accessibilite": "public accessibility statement (static text)",
     "/services": "the actor's own tiles; takes no id, so it cannot be pointed at another employer",
+    # OpenID Connect protocol endpoints: they take no employer id; what they return is decided by the
+    # client's credentials, the tokens presented, and the actor's own rights (tests/oidc).
+    "/.well-known/openid-configuration": "public discovery document (no data)",
+    "/oidc/jwks": "public signing keys",
+    "/oidc/authorize": "issues a code for the actor's own rights only (no right, no code: tests/oidc)",
+    "/oidc/employeur": "the actor picks among their own eligible employers (others refused: tests/oidc)",
+    "/oidc/token": "client-authenticated; answers only about codes/tokens issued to that client",
+    "/oidc/userinfo": "bearer-token protected: the token's own subject only",
+    "/oidc/revoke": "client-authenticated; revokes only that client's tokens",
+    "/oidc/introspect": "client-authenticated; answers only about that client's tokens",
+    "/oidc/logout": "ends the caller's own session only (asks for confirmation without a matching hint)",
+    "/oidc/logout/confirmer": "ends the caller's own session only",
 }
 
 # Parameterless GET pages that some roles may legitimately open: they list only what is in the

@@ -148,6 +148,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from convergences.accounts.views import router as accounts_router
     from convergences.admin.views import router as admin_router
     from convergences.employers.views import router as employers_router
+    from convergences.oidc.views import CSRF_EXEMPT
+    from convergences.oidc.views import router as oidc_router
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -164,9 +166,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     template_config = TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine,
                                      engine_callback=_configure_templates)
     csrf = CSRFConfig(secret=settings.secret_key, cookie_name="cvg_csrf", cookie_secure=settings.secure_cookies,
-                      cookie_httponly=True, cookie_samesite="lax", exclude=["/healthz"])
+                      cookie_httponly=True, cookie_samesite="lax", exclude=["/healthz", *CSRF_EXEMPT])
     app = Litestar(
-        route_handlers=[accounts_router, employers_router, admin_router,
+        route_handlers=[accounts_router, employers_router, admin_router, oidc_router,
                         create_static_files_router(path="/static", directories=[STATIC_DIR], name="static",
                                                    cache_control=None, include_in_schema=False)],
         lifespan=[lifespan],

@@ -132,17 +132,96 @@ def create_admin_cmd(email: str, given_name: str, family_name: str) -> None:
 
 @main.command("maintenance")
 def maintenance_cmd() -> None:
-    """Periodic jobs (idempotent): deliver the mail outbox."""
+    """Periodic jobs (idempotent): deliver the mail outbox and the back-channel logout outbox."""
+    import convergences.models  # noqa: F401 - every mapper
+    from convergences.oidc.services import LogoutOutbox
     from convergences.runtime import Runtime
 
-    async def run() -> int:
+    async def run() -> tuple[int, int]:
         rt = Runtime.build(load_settings())
         try:
-            return await rt.mailer.deliver_pending()
+            return await rt.mailer.deliver_pending(), await LogoutOutbox(rt).deliver_pending()
         finally:
             await rt.close()
 
-    click.echo(f"Courriels remis : {asyncio.run(run())}")
+    mails, logouts = asyncio.run(run())
+    click.echo(f"Courriels remis : {mails} ; déconnexions d'applications remises : {logouts}")
+
+
+@main.group("client")
+def client_group() -> None:
+    """OpenID Connect clients (the protocol side of an application)."""
+
+
+@client_group.command("create")
+@click.option("--application", "application", required=True, help="Application slug, e.g. bip.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
+@click.option("--public", is_flag=True, help="Public client (no secret, PKCE S256 required).")
+@click.option("--backchannel-logout-uri", default=None)
+@click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
+@click.option("--alg", type=click.Choice(["ES256", "RS256"]), default="ES256", show_default=True)
+@click.option("--refresh", is_flag=True, help="Allow refresh tokens.")
+@click.option("--pairwise", is_flag=True, help="A different sub for this application.")
+@click.option("--claims", default="employer,roles", show_default=True,
+              help="Convergences claims the application receives.")
+@click.option("--name", default=None)
+def client_create_cmd(application: str, redirect_uris: tuple[str, ...], public: bool,
+                      backchannel_logout_uri: str | None, post_logout: tuple[str, ...], alg: str, refresh: bool,
+                      pairwise: bool, claims: str, name: str | None) -> None:
+    """Register a client; print {"client_id", "client_secret"} (the secret is shown once, stored hashed)."""
+    import convergences.models  # noqa: F401
+    from convergences.forms import url_problem
+    from convergences.oidc.services import register_client
+    from convergences.runtime import Runtime
+
+    for uri in (*redirect_uris, *post_logout, *([backchannel_logout_uri] if backchannel_logout_uri else [])):
+        problem = url_problem(uri)
+        if problem:
+            raise click.ClickException(f"{uri} : {problem}")
+
+    async def run() -> tuple[str, str | None]:
+        rt = Runtime.build(load_settings())
+        try:
+            return await register_client(rt, application_slug=application, redirect_uris=list(redirect_uris),
+                                         public=public, backchannel_logout_uri=backchannel_logout_uri,
+                                         post_logout_redirect_uris=list(post_logout), alg=alg,
+                                         allow_refresh=refresh, pairwise=pairwise, name=name,
+                                         claims=[c.strip() for c in claims.split(",") if c.strip()])
+        finally:
+            await rt.close()
+
+    try:
+        client_id, secret = asyncio.run(run())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"client_id": client_id, "client_secret": secret}))
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """OpenID Connect signing keys."""
+
+
+@keys_group.command("rotate")
+def keys_rotate_cmd() -> None:
+    """Add a key per algorithm: published now, used after the publish delay; old keys stay published."""
+    import convergences.models  # noqa: F401
+    from convergences.db import transaction
+    from convergences.oidc import keys
+    from convergences.runtime import Runtime
+
+    async def run() -> list[str]:
+        settings = load_settings()
+        rt = Runtime.build(settings)
+        try:
+            async with transaction(rt.maker) as db:
+                added = await keys.rotate(db, settings)
+                return [f"{k.kid} ({k.alg}) utilisée à partir du {k.activated_at:%Y-%m-%d %H:%M} UTC" for k in added]
+        finally:
+            await rt.close()
+
+    for line in asyncio.run(run()):
+        click.echo(f"Nouvelle clé publiée : {line}")
 
 
 @main.command("serve")
@@ -157,6 +236,61 @@ def serve_cmd(host: str | None, port: int | None, workers: int | None) -> None:
     uvicorn.run("convergences.asgi:app", host=host or settings.host, port=port or settings.port,
                 workers=workers or settings.workers, proxy_headers=True, forwarded_allow_ips="127.0.0.1",
                 log_level=settings.log_level.lower())
+
+
+@main.command("demo-apps")
+def demo_apps_cmd() -> None:
+    """Serve the two demo applications signing in with the portal (BIP on 8001, Net Cotisations on 8002).
+
+    Environment: CONVERGENCES_DEMO_APPS_HOST (127.0.0.1), CONVERGENCES_DEMO_BIP_PORT (8001),
+    CONVERGENCES_DEMO_NET_COTISATIONS_PORT (8002), CONVERGENCES_DEMO_<APP>_URL (their public URL,
+    http://host:port), CONVERGENCES_DEMO_<APP>_CLIENT_ID / _CLIENT_SECRET (the demo seed's), and the
+    portal's CONVERGENCES_BASE_URL (the issuer).
+    """
+    import contextlib
+    import os
+    import signal
+
+    import uvicorn
+
+    from convergences.demo_rp import DEMO_APPS, create_demo_rp
+
+    class Server(uvicorn.Server):
+        # Several servers share this process: the signal handlers below stop them all.
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            yield
+
+    host = os.environ.get("CONVERGENCES_DEMO_APPS_HOST", "127.0.0.1")
+    portal_url = os.environ.get("CONVERGENCES_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+    log_level = os.environ.get("CONVERGENCES_LOG_LEVEL", "INFO").lower()
+    servers = []
+    for demo in DEMO_APPS:
+        env = f"CONVERGENCES_DEMO_{demo.env_key}_"
+        port = int(os.environ.get(env + "PORT", str(demo.port)))
+        public_url = os.environ.get(env + "URL", f"http://{host}:{port}")
+        app = create_demo_rp(demo.name, os.environ.get(env + "CLIENT_ID", demo.client_id),
+                             os.environ.get(env + "CLIENT_SECRET", demo.client_secret), portal_url, public_url)
+        servers.append(Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")))
+        click.echo(f"{demo.name} : {public_url}/ (fournisseur d'identité : {portal_url})")
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            for server in servers:
+                server.should_exit = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        results = await asyncio.gather(*(server.serve() for server in servers), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+    asyncio.run(run())
+    if any(not server.started for server in servers):
+        raise click.ClickException("une application de démonstration n'a pas pu démarrer (port occupé ?)")
 
 
 if __name__ == "__main__":

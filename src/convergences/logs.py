@@ -19,6 +19,9 @@ class RedactSecrets(logging.Filter):
 
 
 def install_redaction() -> None:
+    # Outgoing calls (back-channel logouts) are logged by our own code when they fail; httpx's own
+    # INFO line per request is noise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     for name in ("uvicorn.access", "uvicorn.error", "convergences", "httpx"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactSecrets) for f in logger.filters):

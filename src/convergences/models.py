@@ -10,3 +10,13 @@ from convergences.security.models import LoginSession, LoginThrottle
 
 __all__ = ["Account", "Application", "AuditEvent", "Base", "Employer", "Grant", "Invitation",
            "LoginSession", "LoginThrottle", "Membership", "OutboxMail", "PortfolioEntry", "Subscription"]
+from convergences.oidc.models import (  # noqa: E402
+    AuthorizationCode,
+    Client,
+    LogoutDelivery,
+    OAuthToken,
+    RpSession,
+    SigningKey,
+)
+
+__all__ += ["AuthorizationCode", "Client", "LogoutDelivery", "OAuthToken", "RpSession", "SigningKey"]

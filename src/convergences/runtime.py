@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -34,6 +36,8 @@ class Runtime:
     throttle: Throttle
     mailer: Mailer
     invitations: Signer
+    # Background deliveries in flight (strong references, so none is garbage-collected mid-way).
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -49,4 +53,7 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.mailer.wait_quietly()
         await self.engine.dispose()

@@ -23,15 +23,23 @@ APPLICATIONS: list[dict[str, Any]] = [
      "description": "Les pages réservées aux employeurs du site du CIG.",
      "launch_url": "https://www.cig-demo.example/espace-employeurs", "roles": []},
     {"slug": "bip", "name": "BIP", "description": "La banque de données sur le personnel.",
-     "launch_url": "https://bip.cig-demo.example/", "roles": []},
+     "launch_url": "http://127.0.0.1:8001/", "roles": []},
     {"slug": "net-cotisations", "name": "Net Cotisations", "description": "Le logiciel des cotisations.",
-     "launch_url": "https://net-cotisations.cig-demo.example/",
+     "launch_url": "http://127.0.0.1:8002/",
      "roles": [{"code": "consultation", "label": "Consultation"}, {"code": "saisie", "label": "Saisie"}]},
     {"slug": "snapi-coll", "name": "SNAPI-Coll", "description": "Application métier des collectivités.",
      "launch_url": "https://snapi-coll.cig-demo.example/", "roles": []},
     {"slug": "cr-cm", "name": "Commission de Réforme / Comité Médical",
      "description": "Saisine et suivi des dossiers des instances médicales.",
      "launch_url": "https://cr-cm.cig-demo.example/", "roles": []},
+]
+
+# The demo relying parties started by `make run` (convergences demo-apps): fixed, documented credentials.
+DEMO_CLIENTS: list[dict[str, Any]] = [
+    {"application_slug": "bip", "client_id": "demo-bip", "client_secret": "demo-bip-secret",  # noqa: S105
+     "port": 8001, "name": "BIP (démo)"},
+    {"application_slug": "net-cotisations", "client_id": "demo-net-cotisations",
+     "client_secret": "demo-net-cotisations-secret", "port": 8002, "name": "Net Cotisations (démo)"},  # noqa: S105
 ]
 
 # Real-format SIRETs (14 digits, valid Luhn key), fictional establishments.
@@ -148,4 +156,12 @@ async def seed_demo(rt: Runtime) -> bool:
             db.add(account)
             await db.flush()
             db.add(Membership(account_id=account.id, employer_id=employers["bellerive"].id))
+    from convergences.oidc.services import register_client
+
+    for client in DEMO_CLIENTS:
+        base = f"http://127.0.0.1:{client['port']}"
+        await register_client(rt, application_slug=client["application_slug"], client_id=client["client_id"],
+                              client_secret=client["client_secret"], name=client["name"],
+                              redirect_uris=[f"{base}/callback"], post_logout_redirect_uris=[f"{base}/"],
+                              backchannel_logout_uri=f"{base}/backchannel-logout", alg="ES256")
     return True

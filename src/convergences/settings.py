@@ -79,6 +79,16 @@ class MailSettings:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    code_seconds: int = 60
+    access_token_seconds: int = 600
+    id_token_seconds: int = 600
+    refresh_days: int = 30
+    # A rotated key is published this long before it signs (JWKS caches), and kept as long after.
+    key_publish_hours: int = 24
+
+
+@dataclass(frozen=True)
 class Settings:
     secret_key: str = field(repr=False, default="")
     base_url: str = "http://127.0.0.1:8000"
@@ -94,6 +104,7 @@ class Settings:
     sessions: SessionSettings = field(default_factory=SessionSettings)
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
     mail: MailSettings = field(default_factory=MailSettings)
+    oidc: OidcSettings = field(default_factory=OidcSettings)
 
     @property
     def secure_cookies(self) -> bool:
@@ -164,5 +175,11 @@ def load_settings() -> Settings:
             smtp_starttls=_env_bool("SMTP_STARTTLS", False),
             smtp_tls=_env_bool("SMTP_TLS", False),
             sender=_env("MAIL_FROM", "Convergences <ne-pas-repondre@convergences.localhost>"),
+        ),
+        oidc=OidcSettings(
+            access_token_seconds=_env_int("OIDC_ACCESS_TOKEN_SECONDS", 600),
+            id_token_seconds=_env_int("OIDC_ID_TOKEN_SECONDS", 600),
+            refresh_days=_env_int("OIDC_REFRESH_DAYS", 30),
+            key_publish_hours=_env_int("OIDC_KEY_PUBLISH_HOURS", 24),
         ),
     )

@@ -34,10 +34,19 @@ async def dump(rt: Runtime) -> dict[str, list[tuple[Any, ...]]]:
     return result
 
 
+# Called by applications' servers or by cross-site protocol form posts: they authenticate the client
+# (token, revocation, introspection), carry a bearer token (userinfo), or only ever act on the caller's
+# own session after checks of their own (authorize, RP-initiated logout with id_token_hint).
+CSRF_EXEMPT_PATHS = {"/oidc/authorize", "/oidc/token", "/oidc/userinfo", "/oidc/revoke", "/oidc/introspect",
+                     "/oidc/logout"}
+
+
 def routes(app: Litestar, method: str) -> list[str]:
     paths = set()
     for route in app.routes:
         if method in getattr(route, "methods", set()) and not route.path.startswith(("/static", "/schema")):
+            if method == "POST" and route.path in CSRF_EXEMPT_PATHS:
+                continue
             paths.add(route.path)
     return sorted(paths)
 

@@ -123,11 +123,17 @@ class AuthService:
         return LoginResult(True, cookie_value=new.cookie_value)
 
     async def logout(self, actor: Actor) -> None:
+        """End the portal session and the applications' sessions opened from it (back-channel logout)."""
+        from convergences.oidc.services import ProviderService, kick_logouts
+
         if actor.session_id is None:
             return
         async with transaction(self.rt.maker) as db:
+            await ProviderService(self.rt).end_rp_sessions(db, account_id=actor.account_id,
+                                                           login_session_id=actor.session_id)
             await self.rt.sessions.end(db, actor.session_id)
             record(db, actor, Action.LOGOUT, target_type="account", target_id=actor.account_id)
+        kick_logouts(self.rt)
 
     # -- invitations -------------------------------------------------------------------------
 

@@ -41,10 +41,13 @@ async def home(request: Request[Any, Any, Any]) -> Redirect:
 
 @get("/login", name="login")
 async def login_page(request: Request[Any, Any, Any],
-                     next_: str | None = Parameter(query="next", default=None)) -> Template | Redirect:
-    if await current(request) is not None:
+                     next_: str | None = Parameter(query="next", default=None),
+                     reauth: str | None = None, login_hint: str | None = None) -> Template | Redirect:
+    # reauth: an application asked for a fresh login (prompt=login, max_age): show the form anyway.
+    if await current(request) is not None and not reauth:
         return Redirect(safe_next(next_, "/"))
-    return render(request, "accounts/login.html", next=safe_next(next_, "/"), email="", error=None)
+    return render(request, "accounts/login.html", next=safe_next(next_, "/"), email=(login_hint or "")[:254],
+                  error=None)
 
 
 @post("/login", name="login_post", middleware=[auth_rate_limit.middleware])

@@ -22,6 +22,7 @@ from convergences.authz import Actor, Permission, require
 from convergences.db import transaction, utcnow
 from convergences.employers.models import Employer, Membership, PortfolioEntry
 from convergences.errors import FormInvalid, NotFound, ServiceError
+from convergences.oidc.services import ProviderService, kick_logouts
 from convergences.runtime import Runtime
 
 P = Permission
@@ -271,7 +272,7 @@ class EmployerService:
             if suspended and membership.suspended_at is None:
                 await self._ensure_not_last_referent(db, membership)
                 membership.suspended_at = utcnow()
-                await self.rt.sessions.end_all(db, membership.account_id)
+                await self._end_everything(db, membership.account_id)
                 action = Action.MEMBERSHIP_SUSPEND
             elif not suspended and membership.suspended_at is not None:
                 membership.suspended_at = None
@@ -280,6 +281,7 @@ class EmployerService:
                 return
             audit.record(db, actor, action, employer_id=employer_id, target_type="membership",
                          target_id=membership.id, target_label=membership.account.full_name)
+        kick_logouts(self.rt)
 
     async def delete_agent(self, actor: Actor, employer_id: int, membership_id: int) -> None:
         """Remove the agent from the employer; an account left with no employer is erased."""
@@ -293,7 +295,7 @@ class EmployerService:
             before = _snapshot(membership)
             await db.delete(membership)
             await db.flush()
-            await self.rt.sessions.end_all(db, account.id)
+            await self._end_everything(db, account.id)
             audit.record(db, actor, Action.MEMBERSHIP_DELETE, employer_id=employer_id, target_type="membership",
                          target_id=membership_id, target_label=account.full_name, before=before)
             others = await db.scalar(select(func.count()).select_from(Membership).where(
@@ -302,6 +304,7 @@ class EmployerService:
                 audit.record(db, actor, Action.ACCOUNT_DELETE, employer_id=employer_id, target_type="account",
                              target_id=account.id, target_label=account.full_name)
                 await db.delete(account)
+        kick_logouts(self.rt)
 
     async def resend_invitation(self, actor: Actor, employer_id: int, membership_id: int) -> None:
         require(actor, P.INVITATIONS_RESEND, employer_id)
@@ -363,11 +366,15 @@ class EmployerService:
                              target_id=membership.id, target_label=label,
                              before={"application": application.slug, "role": grant.role})
                 await db.delete(grant)
+                # Losing the right ends the application's session for this employer, at once.
+                await ProviderService(self.rt).end_rp_sessions(
+                    db, account_id=membership.account_id, application_id=application.id, employer_id=employer_id)
             await db.flush()
             row = AgentRow(membership)
             for g in (await db.scalars(select(Grant).where(Grant.membership_id == membership.id))).all():
                 row.grants[g.application_id] = g
-            return row
+        kick_logouts(self.rt)
+        return row
 
     # -- référents -----------------------------------------------------------------------------
 
@@ -397,6 +404,11 @@ class EmployerService:
                          target_label=membership.account.full_name)
             # A change of privilege: the person's sessions restart with a fresh id.
             await self.rt.sessions.end_all(db, membership.account_id)
+
+    async def _end_everything(self, db: AsyncSession, account_id: int) -> None:
+        """Portal sessions and applications' sessions of the account (back-channel logout queued)."""
+        await ProviderService(self.rt).end_rp_sessions(db, account_id=account_id)
+        await self.rt.sessions.end_all(db, account_id)
 
     @staticmethod
     async def _ensure_not_last_referent(db: AsyncSession, membership: Membership) -> None:

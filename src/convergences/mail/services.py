@@ -60,6 +60,10 @@ class Mailer:
         if self._task is not None:
             await asyncio.shield(self._task)
 
+    async def wait_quietly(self) -> None:
+        if self._task is not None and not self._task.done():
+            await asyncio.gather(self._task, return_exceptions=True)
+
     def _message(self, mail: OutboxMail) -> EmailMessage:
         msg = EmailMessage()
         name, addr = parseaddr(self.settings.sender)
