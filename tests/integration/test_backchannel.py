@@ -13,12 +13,12 @@ import pytest
 from joserfc import jwk, jwt
 from sqlalchemy import select, update
 
+from convergences.accounts.models import Account
 from convergences.applications.models import Application
 from convergences.db import transaction, utcnow
 from convergences.employers.models import Employer, Membership
 from convergences.oidc.models import LogoutDelivery
 from convergences.oidc.services import BACKCHANNEL_EVENT, LogoutOutbox, register_client
-from convergences.accounts.models import Account
 from convergences.seed import DEMO_PASSWORD
 
 BELLERIVE = "21930999900015"
