@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-26 03:20:25.075518
+Create Date: 2026-11-26 03:28:19.737572
 """
 from collections.abc import Sequence
 
@@ -130,6 +130,7 @@ def upgrade() -> None:
     sa.Column('code_hash', sa.String(length=64), nullable=True),
     sa.Column('family', sa.String(length=64), nullable=True),
     sa.Column('family_expires_at', convergences.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('claims_request', sa.JSON(), nullable=True),
     sa.Column('created_at', convergences.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], name=op.f('fk_oidc_token_account_id_account'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['client_pk'], ['oidc_client.id'], name=op.f('fk_oidc_token_client_pk_oidc_client'), ondelete='CASCADE'),

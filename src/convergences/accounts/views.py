@@ -54,7 +54,8 @@ async def login_page(request: Request[Any, Any, Any],
 async def login_post(request: Request[Any, Any, Any], data: dict[str, Any] = Form) -> Response[Any]:
     rt = runtime(request)
     email, password = text(data, "email", 254), str(data.get("password", ""))[:4096]
-    target = safe_next(text(data, "next", 500), "/")
+    # An application's authorization request can be long (PKCE, nonce, claims…): keep it whole.
+    target = safe_next(text(data, "next", 8000), "/")
     if not email or not password:
         return render(request, "accounts/login.html", status_code=422, next=target, email=email,
                       error="Saisissez votre adresse électronique et votre mot de passe.")

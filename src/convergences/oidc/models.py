@@ -88,6 +88,8 @@ class OAuthToken(CreatedAtMixin, Base):
     code_hash: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     family: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     family_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The "claims" request parameter, applied again at userinfo.
+    claims_request: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class RpSession(CreatedAtMixin, Base):

@@ -129,6 +129,18 @@ def user_claims(account: Account, scope: set[str], client: Client, employer: Emp
     return claims
 
 
+def requested_claims(claims_request: dict[str, Any] | None, target: str, given: dict[str, Any],
+                     account: Account, client: Client, employer: Employer | None, role: str | None,
+                     application: Application | None) -> dict[str, Any]:
+    """Claims asked for by name through the "claims" parameter (e.g. an essential ``name``) that the
+    scopes did not already give; only standard profile/email claims and the client's own claims."""
+    wanted = (claims_request or {}).get(target)
+    if not isinstance(wanted, dict):
+        return {}
+    available = user_claims(account, {"profile", "email"}, client, employer, role, application)
+    return {name: available[name] for name in wanted if name in available and name not in given}
+
+
 class ProviderService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -248,7 +260,7 @@ class ProviderService:
             return await self._issue(db, client, row.account_id, row.employer_id, scope or row.scope,
                                      row.auth_time, row.sid, family=row.family,
                                      family_expires_at=row.family_expires_at, role=role,
-                                     application=elig.application)
+                                     application=elig.application, claims_request=row.claims_request)
 
     async def _issue(self, db: AsyncSession, client: Client, account_id: int, employer_id: int, scope: str,
                      auth_time: datetime, sid: str, *, role: str | None, application: Application,
@@ -258,8 +270,13 @@ class ProviderService:
         settings = self.rt.settings.oidc
         now = utcnow()
         access = secrets.token_urlsafe(32)
+        if client.allow_refresh:
+            # Access tokens share the refresh family: reuse detection revokes them too.
+            family = family or secrets.token_urlsafe(16)
+            family_expires_at = family_expires_at or now + timedelta(days=settings.refresh_days)
         common = {"client_pk": client.id, "account_id": account_id, "employer_id": employer_id, "scope": scope,
-                  "auth_time": auth_time, "sid": sid, "code_hash": code_hash}
+                  "auth_time": auth_time, "sid": sid, "code_hash": code_hash, "family": family,
+                  "claims_request": claims_request}
         db.add(OAuthToken(kind="access", token_hash=digest(access),
                           expires_at=now + timedelta(seconds=settings.access_token_seconds), **common))
         account = await db.get(Account, account_id)
@@ -275,11 +292,8 @@ class ProviderService:
         if nonce:
             claims["nonce"] = nonce
         claims.update(user_claims(account, scopes, client, employer, role, application))
-        for name in (claims_request or {}).get("id_token", {}) or {}:
-            # Claims requested through "claims" (e.g. an essential name) that the scopes did not give.
-            extra = user_claims(account, {"profile", "email"}, client, employer, role, application)
-            if name in extra:
-                claims.setdefault(name, extra[name])
+        claims.update(requested_claims(claims_request, "id_token", claims, account, client, employer, role,
+                                       application))
         key = await keys.signing_key(db, self.rt.settings, client.id_token_alg)
         response: dict[str, Any] = {
             "access_token": access, "token_type": "Bearer", "expires_in": settings.access_token_seconds,
@@ -287,10 +301,8 @@ class ProviderService:
         }
         if client.allow_refresh:
             refresh = secrets.token_urlsafe(32)
-            family = family or secrets.token_urlsafe(16)
-            family_expires_at = family_expires_at or now + timedelta(days=settings.refresh_days)
-            db.add(OAuthToken(kind="refresh", token_hash=digest(refresh), family=family,
-                              family_expires_at=family_expires_at, expires_at=family_expires_at, **common))
+            db.add(OAuthToken(kind="refresh", token_hash=digest(refresh), family_expires_at=family_expires_at,
+                              expires_at=family_expires_at or now, **common))
             response["refresh_token"] = refresh
         return response
 
@@ -309,8 +321,11 @@ class ProviderService:
             role = next((r for e, r in elig.employers if e.id == row.employer_id), "missing")
             if role == "missing":
                 raise OAuthError("invalid_token", "Le droit d'accès a été retiré.", 401)
-            return {"sub": subject(self.rt, client, account.id),
-                    **user_claims(account, set(row.scope.split()), client, employer, role, elig.application)}
+            claims = {"sub": subject(self.rt, client, account.id),
+                      **user_claims(account, set(row.scope.split()), client, employer, role, elig.application)}
+            claims.update(requested_claims(row.claims_request, "userinfo", claims, account, client, employer,
+                                           role, elig.application))
+            return claims
 
     async def _live_token(self, db: AsyncSession, token: str, kind: str | None = None) -> OAuthToken | None:
         query = select(OAuthToken).where(OAuthToken.token_hash == digest(token))

@@ -94,7 +94,7 @@ async def discovery(request: Request[Any, Any, Any]) -> Response[Any]:
         "claims_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
-        "prompt_values_supported": ["none", "login"],
+        "prompt_values_supported": ["none", "login", "select_account"],
         "ui_locales_supported": ["fr"],
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
@@ -153,6 +153,8 @@ async def authorize(request: Request[Any, Any, Any]) -> Response[Any]:
         return fail("invalid_request", "code_challenge invalide.")
     if client.is_public and not challenge:
         return fail("invalid_request", "PKCE (S256) est obligatoire pour ce client.")
+    if len(params.get("nonce", "")) > 500 or len(state or "") > 2000:
+        return fail("invalid_request", "nonce ou state trop long.")
     prompts = set(params.get("prompt", "").split())
     max_age = params.get("max_age")
     claims_request = _claims_param(params.get("claims"))
@@ -202,14 +204,16 @@ async def authorize(request: Request[Any, Any, Any]) -> Response[Any]:
         employer_id = None
         if len(eligible) == 1:
             employer_id = next(iter(eligible))
-        elif account.default_employer_id in eligible:
+        elif account.default_employer_id in eligible and "select_account" not in prompts:
             employer_id = account.default_employer_id
         if employer_id is None:
             if "none" in prompts:
                 return fail("interaction_required", "Choix de l'employeur nécessaire.")
+            # prompt=select_account shows the choice again; it is not carried back after the choice.
             return render(request, "oidc/choose_employer.html", actor=found[0] if found else None,
                           application=elig.application, employers=[e for e, _ in elig.employers],
-                          params=params)
+                          params={k: v for k, v in params.items() if k != "prompt"},
+                          current=account.default_employer_id)
         code = await ProviderService(rt).issue_code(
             db, client, session.account_id, employer_id, redirect_uri, " ".join(dict.fromkeys(scopes)),
             params.get("nonce"), challenge, session.authenticated_at, session.id, claims_request)
