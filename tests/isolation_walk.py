@@ -25,6 +25,7 @@ from convergences.audit.actions import Action
 from convergences.db import Base, transaction
 from convergences.employers.models import Employer, Membership, PortfolioEntry
 from convergences.employers.siret import with_luhn_key
+from convergences.oidc.models import Client
 from convergences.runtime import Runtime
 from convergences.seed import EMPLOYERS
 from tests.helpers import Browser, page_text
@@ -70,7 +71,7 @@ SCOPED_LISTINGS: dict[str, frozenset[str]] = {
 }
 
 # Known path parameters, and what the walk puts there. Anything else fails the walk.
-FILLERS = ("employer_id", "membership_id", "application_id", "account_id", "correspondent_id")
+FILLERS = ("employer_id", "membership_id", "application_id", "account_id", "correspondent_id", "client_pk")
 
 SAFE_METHODS = {"GET", "HEAD"}
 CSRF_FAILURE = "Formulaire expiré"
@@ -199,9 +200,26 @@ async def target(rt: Runtime, key: str, actor_email: str | None, other_key: str 
         others = [m for m in members if m[2] != actor_email]
         markers = [employer.name, employer.siret, *sorted(f"{m[3]} {m[4]}" for m in others),
                    *sorted(m[2] for m in others)]
+        client_pk = await client_of(db, apps[0])
         return Target(key, employer.name, employer.siret,
                       {"employer_id": employer.id, "membership_id": membership_id, "application_id": apps[0],
-                       "account_id": account_id, "correspondent_id": correspondent_id}, markers)
+                       "account_id": account_id, "correspondent_id": correspondent_id, "client_pk": client_pk},
+                      markers)
+
+
+async def client_of(db: Any, application_id: int) -> int:
+    """client_pk: an OpenID Connect client of the target application (routes nest it under its
+    application). The demo seed registers clients for some applications only: the others get a public
+    one here, before the logins and the first snapshot."""
+    client_pk = await db.scalar(select(Client.id).where(Client.application_id == application_id)
+                                .order_by(Client.id).limit(1))
+    if client_pk is None:
+        client = Client(client_id=f"isolation-{application_id}", application_id=application_id,
+                        name="Isolation", redirect_uris=["https://isolation.example.org/cb"], is_public=True)
+        db.add(client)
+        await db.flush()
+        client_pk = client.id
+    return int(client_pk)
 
 
 async def plant_history(rt: Runtime, b: Target) -> None:

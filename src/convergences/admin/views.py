@@ -4,18 +4,21 @@ correspondent's portfolio; and the public accessibility statement."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Request, Response, Router, get, post
 from litestar.di import Provide
 from litestar.response import Template
 
 from convergences.accounts.views import Form
-from convergences.admin.services import AdminService, ApplicationInput, EmployerInput, PersonInput
+from convergences.admin.services import AdminService, ApplicationInput, ClientInput, EmployerInput, PersonInput
 from convergences.authz import Actor
 from convergences.errors import ServiceError
-from convergences.forms import ApplicationForm, EmployerForm, PersonForm
+from convergences.forms import NAME_RE, ApplicationForm, EmployerForm, PersonForm, url_problem
+from convergences.oidc.keys import ALGORITHMS
+from convergences.oidc.models import Client
 from convergences.web import current, int_list, page_number, provide_actor, redirect, render, runtime, text
 
 ADMIN = "/admin"
@@ -42,6 +45,116 @@ class CorrespondentForm(PersonForm):
         if self.phone and not PHONE_RE.match(self.phone):
             errors["phone"] = "Saisissez un numéro de téléphone valide, par exemple 01 56 96 80 80."
         return errors
+
+
+# The Convergences claims an application may receive, with their French labels.
+CLIENT_CLAIMS = {"employer": "Employeur (SIRET et nom)", "roles": "Rôle applicatif"}
+MAX_URIS = 20
+MAX_URI_LENGTH = 500
+
+
+def _raw(form: Any, name: str) -> str:
+    """A field as typed (surrounding blanks removed), not truncated: the length is checked instead."""
+    value = form.get(name, "")
+    if isinstance(value, list):
+        value = value[-1] if value else ""
+    return str(value).strip()
+
+
+def _checked(form: Any, name: str) -> bool:
+    return text(form, name, 10).lower() in {"1", "on", "true", "oui"}
+
+
+def _values(form: Any, name: str) -> list[str]:
+    values = form.get(name, [])
+    return [str(v) for v in (values if isinstance(values, list) else [values])]
+
+
+def _uri_problem(uri: str, label: str) -> str | None:
+    if len(uri) > MAX_URI_LENGTH:
+        return f"{label} « {uri[:60]}… » dépasse {MAX_URI_LENGTH} caractères."
+    if any(c.isspace() for c in uri):
+        return f"{label} « {uri} » contient des espaces."
+    problem = url_problem(uri)
+    if problem:
+        return f"{label} « {uri} » : {problem}"
+    if urlsplit(uri).fragment or uri.endswith("#"):
+        return f"{label} « {uri} » ne doit pas contenir de fragment (#…)."
+    return None
+
+
+@dataclass
+class ClientForm:
+    """An OpenID Connect client: redirect URIs one per line, kept exactly as typed (the provider compares
+    them as strings); the secret is never part of the form."""
+
+    name: str = ""
+    redirect_text: str = ""
+    post_logout_text: str = ""
+    backchannel_logout_uri: str = ""
+    public: bool = False
+    alg: str = "ES256"
+    allow_refresh: bool = False
+    claims: list[str] = field(default_factory=lambda: list(CLIENT_CLAIMS))
+    pairwise: bool = False
+
+    @classmethod
+    def parse(cls, form: Any) -> ClientForm:
+        return cls(_raw(form, "name"), _raw(form, "redirect_uris"), _raw(form, "post_logout_redirect_uris"),
+                   _raw(form, "backchannel_logout_uri"), _checked(form, "public"), text(form, "alg", 10),
+                   _checked(form, "allow_refresh"), [c for c in CLIENT_CLAIMS if c in _values(form, "claims")],
+                   _checked(form, "pairwise"))
+
+    @classmethod
+    def of(cls, client: Client) -> ClientForm:
+        return cls(client.name, "\n".join(client.redirect_uris), "\n".join(client.post_logout_redirect_uris),
+                   client.backchannel_logout_uri or "", client.is_public, client.id_token_alg, client.allow_refresh,
+                   [c for c in CLIENT_CLAIMS if c in client.claims], client.pairwise_sub)
+
+    @staticmethod
+    def _lines(value: str) -> list[str]:
+        return list(dict.fromkeys(line.strip() for line in value.splitlines() if line.strip()))
+
+    @property
+    def redirect_uris(self) -> list[str]:
+        return self._lines(self.redirect_text)
+
+    @property
+    def post_logout_redirect_uris(self) -> list[str]:
+        return self._lines(self.post_logout_text)
+
+    def validate(self) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        if len(self.name) > 120 or (self.name and not NAME_RE.match(self.name)):
+            errors["name"] = "Le nom contient des caractères non autorisés ou dépasse 120 caractères."
+        uris = self.redirect_uris
+        if not uris:
+            errors["redirect_uris"] = "Saisissez au moins une adresse de retour (une par ligne)."
+        elif len(uris) > MAX_URIS:
+            errors["redirect_uris"] = f"Au plus {MAX_URIS} adresses de retour."
+        else:
+            problem = next(filter(None, (_uri_problem(u, "L'adresse de retour") for u in uris)), None)
+            if problem:
+                errors["redirect_uris"] = problem
+        logout = self.post_logout_redirect_uris
+        if len(logout) > MAX_URIS:
+            errors["post_logout_redirect_uris"] = f"Au plus {MAX_URIS} adresses après déconnexion."
+        else:
+            problem = next(filter(None, (_uri_problem(u, "L'adresse") for u in logout)), None)
+            if problem:
+                errors["post_logout_redirect_uris"] = problem
+        if self.backchannel_logout_uri:
+            problem = _uri_problem(self.backchannel_logout_uri, "L'adresse de déconnexion")
+            if problem:
+                errors["backchannel_logout_uri"] = problem
+        if self.alg not in ALGORITHMS:
+            errors["alg"] = "Choisissez l'algorithme de signature dans la liste (ES256 ou RS256)."
+        return errors
+
+    def input(self) -> ClientInput:
+        return ClientInput(self.name, self.redirect_uris, self.post_logout_redirect_uris,
+                           self.backchannel_logout_uri or None, self.public, self.alg, self.allow_refresh,
+                           list(self.claims), self.pairwise)
 
 
 def _person(form: PersonForm) -> PersonInput:
@@ -181,13 +294,21 @@ def _application_input(form: ApplicationForm) -> ApplicationInput:
     return ApplicationInput(form.slug, form.name, form.description, form.launch_url, form.roles)
 
 
+async def _application_page(request: Request[Any, Any, Any], actor: Actor, application_id: int, *,
+                            status_code: int = 200, **extra: Any) -> Template:
+    details = await _svc(request).application_details(actor, application_id)
+    application = details["application"]
+    context: dict[str, Any] = {
+        "form": ApplicationForm(application.slug, application.name, application.description,
+                                application.launch_url, _roles_text(application.roles)),
+        "errors": {}, "client_form": ClientForm(), "client_errors": {}, **extra}
+    return render(request, "admin/application.html", status_code=status_code, actor=actor, nav="admin",
+                  algorithms=ALGORITHMS, claim_labels=CLIENT_CLAIMS, **details, **context)
+
+
 @get(ADMIN + "/applications/{application_id:int}", name="admin_application")
 async def application_page(request: Request[Any, Any, Any], actor: Actor, application_id: int) -> Template:
-    application = await _svc(request).application(actor, application_id)
-    form = ApplicationForm(application.slug, application.name, application.description, application.launch_url,
-                           _roles_text(application.roles))
-    return render(request, "admin/application.html", actor=actor, nav="admin", application=application,
-                  form=form, errors={})
+    return await _application_page(request, actor, application_id)
 
 
 @post(ADMIN + "/applications/{application_id:int}", name="admin_application_update")
@@ -202,9 +323,98 @@ async def application_update(request: Request[Any, Any, Any], actor: Actor, appl
             errors = {exc.field or "form": exc.message}
         else:
             return redirect(request, f"{ADMIN}/applications", "Les modifications sont enregistrées.")
-    application = await _svc(request).application(actor, application_id)
-    return render(request, "admin/application.html", status_code=422, actor=actor, nav="admin",
-                  application=application, form=form, errors=errors)
+    return await _application_page(request, actor, application_id, status_code=422, form=form, errors=errors)
+
+
+# -- OpenID Connect clients of an application ------------------------------------------------------
+
+def _clients_url(application_id: int) -> str:
+    return f"{ADMIN}/applications/{application_id}"
+
+
+def _secret_page(request: Request[Any, Any, Any], actor: Actor, application_id: int, client: Client,
+                 secret: str | None, *, reason: str) -> Template:
+    """The one and only time a secret is shown: a page answered directly (no redirect that would need
+    to carry it), never cached."""
+    response = render(request, "admin/client_secret.html", actor=actor, nav="admin", client=client,
+                      secret=secret, reason=reason, back=_clients_url(application_id))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@get(ADMIN + "/applications/{application_id:int}/clients", name="admin_clients")
+async def clients(request: Request[Any, Any, Any], actor: Actor, application_id: int) -> Response[Any]:
+    """The clients are listed on the application's page."""
+    await _svc(request).application_details(actor, application_id)
+    return redirect(request, _clients_url(application_id) + "#clients")
+
+
+@post(ADMIN + "/applications/{application_id:int}/clients", name="admin_client_create")
+async def client_create(request: Request[Any, Any, Any], actor: Actor, application_id: int,
+                        data: dict[str, Any] = Form) -> Response[Any]:
+    form = ClientForm.parse(data)
+    errors = form.validate()
+    if not errors:
+        client, secret = await _svc(request).create_client(actor, application_id, form.input())
+        return _secret_page(request, actor, application_id, client, secret, reason="created")
+    return await _application_page(request, actor, application_id, status_code=422, client_form=form,
+                                   client_errors=errors)
+
+
+async def _client_page(request: Request[Any, Any, Any], actor: Actor, application_id: int, client_pk: int, *,
+                       status_code: int = 200, **extra: Any) -> Template:
+    details = await _svc(request).client(actor, application_id, client_pk)
+    context: dict[str, Any] = {"client_form": ClientForm.of(details["client"]), "client_errors": {}, **extra}
+    return render(request, "admin/client.html", status_code=status_code, actor=actor, nav="admin",
+                  algorithms=ALGORITHMS, claim_labels=CLIENT_CLAIMS, **details, **context)
+
+
+@get(ADMIN + "/applications/{application_id:int}/clients/{client_pk:int}", name="admin_client")
+async def client_page(request: Request[Any, Any, Any], actor: Actor, application_id: int,
+                      client_pk: int) -> Template:
+    return await _client_page(request, actor, application_id, client_pk)
+
+
+@post(ADMIN + "/applications/{application_id:int}/clients/{client_pk:int}", name="admin_client_update")
+async def client_update(request: Request[Any, Any, Any], actor: Actor, application_id: int, client_pk: int,
+                        data: dict[str, Any] = Form) -> Response[Any]:
+    form = ClientForm.parse(data)
+    errors = form.validate()
+    if not errors:
+        client, secret = await _svc(request).update_client(actor, application_id, client_pk, form.input())
+        if secret:  # a public client made confidential: its first secret, shown once
+            return _secret_page(request, actor, application_id, client, secret, reason="confidential")
+        return redirect(request, _clients_url(application_id) + "#clients",
+                        f"Le client {client.client_id} est modifié.")
+    return await _client_page(request, actor, application_id, client_pk, status_code=422, client_form=form,
+                              client_errors=errors)
+
+
+@post(ADMIN + "/applications/{application_id:int}/clients/{client_pk:int}/secret", name="admin_client_secret")
+async def client_secret(request: Request[Any, Any, Any], actor: Actor, application_id: int,
+                        client_pk: int) -> Response[Any]:
+    try:
+        client, secret = await _svc(request).rotate_client_secret(actor, application_id, client_pk)
+    except ServiceError as exc:
+        return await _client_page(request, actor, application_id, client_pk, status_code=422,
+                                  secret_error=exc.message)
+    return _secret_page(request, actor, application_id, client, secret, reason="rotated")
+
+
+@get(ADMIN + "/applications/{application_id:int}/clients/{client_pk:int}/supprimer",
+     name="admin_client_delete_confirm")
+async def client_delete_confirm(request: Request[Any, Any, Any], actor: Actor, application_id: int,
+                                client_pk: int) -> Template:
+    details = await _svc(request).client(actor, application_id, client_pk)
+    return render(request, "admin/client_delete.html", actor=actor, nav="admin", **details)
+
+
+@post(ADMIN + "/applications/{application_id:int}/clients/{client_pk:int}/supprimer", name="admin_client_delete")
+async def client_delete(request: Request[Any, Any, Any], actor: Actor, application_id: int,
+                        client_pk: int) -> Response[Any]:
+    client = await _svc(request).delete_client(actor, application_id, client_pk)
+    return redirect(request, _clients_url(application_id) + "#clients",
+                    f"Le client {client.client_id} est supprimé : l'application ne peut plus l'utiliser.")
 
 
 # -- correspondents --------------------------------------------------------------------------------
@@ -275,5 +485,6 @@ async def accessibility(request: Request[Any, Any, Any]) -> Template:
 
 router = Router(path="/", dependencies={"actor": Provide(provide_actor)}, route_handlers=[
     dashboard, employers, employer_create, employer_page, employer_update, authority_add, applications,
-    application_create, application_page, application_update, correspondents, correspondent_create,
+    application_create, application_page, application_update, clients, client_create, client_page,
+    client_update, client_secret, client_delete_confirm, client_delete, correspondents, correspondent_create,
     admin_journal, portfolio, portfolio_journal, accessibility])

@@ -34,6 +34,10 @@ class Action(StrEnum):
     APPLICATION_CREATE = "application:create"
     APPLICATION_UPDATE = "application:update"
     STAFF_CREATE = "staff:create"
+    CLIENT_CREATE = "client:create"
+    CLIENT_UPDATE = "client:update"
+    CLIENT_SECRET_ROTATE = "client:secret:rotate"  # noqa: S105 - an action tag, not a secret
+    CLIENT_DELETE = "client:delete"
 
 
 LABELS: dict[str, str] = {
@@ -65,4 +69,8 @@ LABELS: dict[str, str] = {
     Action.APPLICATION_CREATE: "Application créée",
     Action.APPLICATION_UPDATE: "Application modifiée",
     Action.STAFF_CREATE: "Compte CIG créé",
+    Action.CLIENT_CREATE: "Client OpenID Connect créé",
+    Action.CLIENT_UPDATE: "Client OpenID Connect modifié",
+    Action.CLIENT_SECRET_ROTATE: "Secret d'un client OpenID Connect régénéré",
+    Action.CLIENT_DELETE: "Client OpenID Connect supprimé",
 }
