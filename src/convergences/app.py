@@ -38,8 +38,14 @@ STATIC_DIR = Path(__file__).parent / "static"
 PARIS = ZoneInfo("Europe/Paris")
 log = logging.getLogger("convergences")
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
-       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+CSP_BASE = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+CSP = CSP_BASE + "; form-action 'self'"
+# Pages whose forms lead, through redirects, to an application's registered redirect URI (login during
+# an authorization request, employer choice, logout confirmation): browsers apply form-action to the
+# whole redirect chain, so it would block the hop to the application. Those redirects are themselves
+# limited to exact registered URIs by the provider.
+FORM_TO_APPLICATIONS = ("/login", "/oidc/authorize", "/oidc/employeur", "/oidc/logout")
 
 
 def security_headers(settings: Settings) -> Any:
@@ -53,7 +59,8 @@ def security_headers(settings: Settings) -> Any:
         if scope["type"] != "http" or message["type"] != "http.response.start":
             return
         headers = MutableScopeHeaders.from_message(message)
-        headers.setdefault("Content-Security-Policy", CSP)
+        path = scope["path"]
+        headers.setdefault("Content-Security-Policy", CSP_BASE if path.startswith(FORM_TO_APPLICATIONS) else CSP)
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "no-referrer")
         headers.setdefault("X-Frame-Options", "DENY")
