@@ -13,7 +13,8 @@ from litestar.di import Provide
 from litestar.response import Template
 
 from convergences.accounts.views import Form
-from convergences.admin.services import AdminService, ApplicationInput, ClientInput, EmployerInput, PersonInput
+from convergences.admin.clients import ClientAdminService, ClientInput
+from convergences.admin.services import AdminService, ApplicationInput, EmployerInput, PersonInput
 from convergences.authz import Actor
 from convergences.errors import ServiceError
 from convergences.forms import NAME_RE, ApplicationForm, EmployerForm, PersonForm, url_problem
@@ -27,6 +28,10 @@ PHONE_RE = re.compile(r"^[0-9+() .-]{6,30}$")
 
 def _svc(request: Request[Any, Any, Any]) -> AdminService:
     return AdminService(runtime(request))
+
+
+def _clients(request: Request[Any, Any, Any]) -> ClientAdminService:
+    return ClientAdminService(runtime(request))
 
 
 @dataclass
@@ -296,7 +301,7 @@ def _application_input(form: ApplicationForm) -> ApplicationInput:
 
 async def _application_page(request: Request[Any, Any, Any], actor: Actor, application_id: int, *,
                             status_code: int = 200, **extra: Any) -> Template:
-    details = await _svc(request).application_details(actor, application_id)
+    details = await _clients(request).application_details(actor, application_id)
     application = details["application"]
     context: dict[str, Any] = {
         "form": ApplicationForm(application.slug, application.name, application.description,
@@ -345,7 +350,7 @@ def _secret_page(request: Request[Any, Any, Any], actor: Actor, application_id: 
 @get(ADMIN + "/applications/{application_id:int}/clients", name="admin_clients")
 async def clients(request: Request[Any, Any, Any], actor: Actor, application_id: int) -> Response[Any]:
     """The clients are listed on the application's page."""
-    await _svc(request).application_details(actor, application_id)
+    await _clients(request).application_details(actor, application_id)
     return redirect(request, _clients_url(application_id) + "#clients")
 
 
@@ -355,7 +360,7 @@ async def client_create(request: Request[Any, Any, Any], actor: Actor, applicati
     form = ClientForm.parse(data)
     errors = form.validate()
     if not errors:
-        client, secret = await _svc(request).create_client(actor, application_id, form.input())
+        client, secret = await _clients(request).create_client(actor, application_id, form.input())
         return _secret_page(request, actor, application_id, client, secret, reason="created")
     return await _application_page(request, actor, application_id, status_code=422, client_form=form,
                                    client_errors=errors)
@@ -363,7 +368,7 @@ async def client_create(request: Request[Any, Any, Any], actor: Actor, applicati
 
 async def _client_page(request: Request[Any, Any, Any], actor: Actor, application_id: int, client_pk: int, *,
                        status_code: int = 200, **extra: Any) -> Template:
-    details = await _svc(request).client(actor, application_id, client_pk)
+    details = await _clients(request).client(actor, application_id, client_pk)
     context: dict[str, Any] = {"client_form": ClientForm.of(details["client"]), "client_errors": {}, **extra}
     return render(request, "admin/client.html", status_code=status_code, actor=actor, nav="admin",
                   algorithms=ALGORITHMS, claim_labels=CLIENT_CLAIMS, **details, **context)
@@ -381,7 +386,7 @@ async def client_update(request: Request[Any, Any, Any], actor: Actor, applicati
     form = ClientForm.parse(data)
     errors = form.validate()
     if not errors:
-        client, secret = await _svc(request).update_client(actor, application_id, client_pk, form.input())
+        client, secret = await _clients(request).update_client(actor, application_id, client_pk, form.input())
         if secret:  # a public client made confidential: its first secret, shown once
             return _secret_page(request, actor, application_id, client, secret, reason="confidential")
         return redirect(request, _clients_url(application_id) + "#clients",
@@ -394,7 +399,7 @@ async def client_update(request: Request[Any, Any, Any], actor: Actor, applicati
 async def client_secret(request: Request[Any, Any, Any], actor: Actor, application_id: int,
                         client_pk: int) -> Response[Any]:
     try:
-        client, secret = await _svc(request).rotate_client_secret(actor, application_id, client_pk)
+        client, secret = await _clients(request).rotate_client_secret(actor, application_id, client_pk)
     except ServiceError as exc:
         return await _client_page(request, actor, application_id, client_pk, status_code=422,
                                   secret_error=exc.message)
@@ -405,14 +410,14 @@ async def client_secret(request: Request[Any, Any, Any], actor: Actor, applicati
      name="admin_client_delete_confirm")
 async def client_delete_confirm(request: Request[Any, Any, Any], actor: Actor, application_id: int,
                                 client_pk: int) -> Template:
-    details = await _svc(request).client(actor, application_id, client_pk)
+    details = await _clients(request).client(actor, application_id, client_pk)
     return render(request, "admin/client_delete.html", actor=actor, nav="admin", **details)
 
 
 @post(ADMIN + "/applications/{application_id:int}/clients/{client_pk:int}/supprimer", name="admin_client_delete")
 async def client_delete(request: Request[Any, Any, Any], actor: Actor, application_id: int,
                         client_pk: int) -> Response[Any]:
-    client = await _svc(request).delete_client(actor, application_id, client_pk)
+    client = await _clients(request).delete_client(actor, application_id, client_pk)
     return redirect(request, _clients_url(application_id) + "#clients",
                     f"Le client {client.client_id} est supprimé : l'application ne peut plus l'utiliser.")
 

@@ -20,8 +20,6 @@ Sessions live in memory (a demo: a real application keeps them in its own store)
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import json
 import logging
@@ -30,7 +28,7 @@ import secrets
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +44,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="The httpx module is deprecated")
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 from joserfc import jwt
-from joserfc.errors import InvalidKeyIdError, JoseError
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import Cookie, MutableScopeHeaders
@@ -58,19 +56,25 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from litestar.types import Message, Scope
 
+from convergences.demo_rp import tokens
+from convergences.demo_rp.sessions import PENDING_LOGIN_SECONDS, PendingLogin, Session, SessionStore, end_session
+from convergences.demo_rp.tokens import (
+    BACKCHANNEL_EVENT,
+    LEEWAY_SECONDS,
+    LOGOUT_TOKEN_MAX_AGE_SECONDS,
+    JwksCache,
+    LoginError,
+    token_hash,
+)
+
+# Re-exported: these names lived here before the token checks and the session store had their modules.
+__all__ = ["BACKCHANNEL_EVENT", "DEMO_APPS", "DemoApp", "LoginError", "PendingLogin", "RelyingParty", "Session",
+           "create_demo_rp", "token_hash"]
+
 log = logging.getLogger("convergences.demo_rp")
 
 HERE = Path(__file__).parent
 PARIS = ZoneInfo("Europe/Paris")
-BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
-# Only asymmetric signatures: "none" and HMAC (keyed with the client secret) are never accepted.
-ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
-                   "Ed25519")
-LEEWAY_SECONDS = 60
-PENDING_LOGIN_SECONDS = 10 * 60
-SESSION_SECONDS = 12 * 3600
-LOGOUT_TOKEN_MAX_AGE_SECONDS = 5 * 60
-JWKS_REFRESH_MIN_SECONDS = 10
 TIME_CLAIMS = ("exp", "iat", "auth_time", "nbf", "updated_at")
 
 
@@ -91,64 +95,6 @@ DEMO_APPS = (
 )
 
 
-class LoginError(Exception):
-    """A failed sign-in, with a message for the person (French) and a detail for the log."""
-
-    def __init__(self, message: str, detail: str = "", status: int = 400) -> None:
-        super().__init__(detail or message)
-        self.message = message
-        self.detail = detail
-        self.status = status
-
-
-@dataclass
-class PendingLogin:
-    nonce: str
-    code_verifier: str
-    created: float = field(default_factory=time.time)
-
-
-@dataclass
-class Session:
-    key: str
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    created: float = field(default_factory=time.time)
-    pending: dict[str, PendingLogin] = field(default_factory=dict)  # state -> login in progress
-    id_token: str | None = None
-    id_token_claims: dict[str, Any] = field(default_factory=dict)
-    userinfo: dict[str, Any] = field(default_factory=dict)
-    sub: str | None = None
-    sid: str | None = None
-    ended: str | None = None  # "backchannel" once the portal has ended it
-    ended_at: float | None = None
-    logout_state: str | None = None
-
-    @property
-    def logged_in(self) -> bool:
-        return self.sub is not None and self.ended is None
-
-    @property
-    def claims(self) -> dict[str, Any]:
-        """userinfo completed by the ID token (the ID token wins for the protocol claims)."""
-        return {**self.userinfo, **self.id_token_claims}
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _hash_for_alg(alg: str) -> Any:
-    if alg in ("EdDSA", "Ed25519"):
-        return hashlib.sha512
-    return {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}.get(alg[-3:], hashlib.sha256)
-
-
-def token_hash(value: str, alg: str) -> str:
-    """``at_hash``/``c_hash``: the left half of the hash of the token, base64url (OIDC Core 3.1.3.6)."""
-    digest = _hash_for_alg(alg)(value.encode("ascii")).digest()
-    return _b64url(digest[: len(digest) // 2])
-
-
 class RelyingParty:
     """The OpenID Connect side of a demo application: discovery, keys, login, tokens, logout."""
 
@@ -164,11 +110,25 @@ class RelyingParty:
         self.scope = scope
         self.transport = transport
         self.cookie_name = "demo_rp_" + re.sub(r"[^A-Za-z0-9]", "_", client_id)
-        self.sessions: dict[str, Session] = {}
-        self.seen_jti: dict[str, float] = {}
+        self.store = SessionStore()
+        self.jwks = JwksCache(self._http, self._jwks_uri)
         self._metadata: dict[str, Any] | None = None
-        self._keys: KeySet | None = None
-        self._keys_fetched_at = 0.0
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        return self.store.sessions
+
+    @property
+    def seen_jti(self) -> dict[str, float]:
+        return self.store.seen_jti
+
+    @property
+    def _keys_fetched_at(self) -> float:  # kept for the tests that move the JWKS refresh floor
+        return self.jwks.fetched_at
+
+    @_keys_fetched_at.setter
+    def _keys_fetched_at(self, value: float) -> None:
+        self.jwks.fetched_at = value
 
     # -- provider metadata and keys ------------------------------------------------------------------------
 
@@ -196,51 +156,27 @@ class RelyingParty:
             self._metadata = data
         return self._metadata
 
+    async def _jwks_uri(self) -> str:
+        return str((await self.metadata())["jwks_uri"])
+
     def algorithms(self, metadata: Mapping[str, Any], field_name: str = "id_token_signing_alg_values_supported"
                    ) -> list[str]:
-        advertised = metadata.get(field_name) or metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
-        return [alg for alg in advertised if alg in ASYMMETRIC_ALGS] or ["RS256"]
+        return tokens.algorithms(metadata, field_name)
 
     async def keys(self, refresh: bool = False) -> KeySet:
-        now = time.monotonic()
-        if self._keys is None or (refresh and now - self._keys_fetched_at >= JWKS_REFRESH_MIN_SECONDS):
-            url = (await self.metadata())["jwks_uri"]
-            try:
-                async with self._http() as http:
-                    response = await http.get(url)
-                response.raise_for_status()
-                self._keys = KeySet.import_key_set(response.json())
-            except (httpx.HTTPError, ValueError, JoseError) as exc:
-                raise LoginError("Les clés de signature du portail sont indisponibles.", f"jwks {url}: {exc!r}",
-                                 status=502) from exc
-            self._keys_fetched_at = now
-        return self._keys
+        return await self.jwks.keys(refresh)
 
     async def verify_signature(self, value: str, algorithms: list[str]) -> jwt.Token:
         """Check the JWS signature against the JWKS; an unknown ``kid`` refetches the JWKS once (rotation)."""
-        try:
-            return jwt.decode(value, await self.keys(), algorithms=algorithms)
-        except InvalidKeyIdError:
-            return jwt.decode(value, await self.keys(refresh=True), algorithms=algorithms)
+        return await self.jwks.verify_signature(value, algorithms)
 
     # -- sessions -------------------------------------------------------------------------------------------
 
     def session_for(self, request: Request[Any, Any, Any]) -> Session | None:
-        self._purge()
-        key = request.cookies.get(self.cookie_name)
-        return self.sessions.get(key) if key else None
+        return self.store.get(request.cookies.get(self.cookie_name))
 
     def new_session(self) -> Session:
-        session = Session(key=secrets.token_urlsafe(32))
-        self.sessions[session.key] = session
-        return session
-
-    def _purge(self) -> None:
-        now = time.time()
-        for key in [k for k, s in self.sessions.items() if now - s.created > SESSION_SECONDS]:
-            del self.sessions[key]
-        for jti in [j for j, expires in self.seen_jti.items() if expires < now]:
-            del self.seen_jti[jti]
+        return self.store.new()
 
     # -- login ------------------------------------------------------------------------------------------------
 
@@ -298,34 +234,13 @@ class RelyingParty:
         log.info("%s: signed in sub=%s sid=%s", self.name, fresh.sub, fresh.sid)
         return fresh
 
+
     async def validate_id_token(self, value: str, nonce: str, access_token: str | None) -> dict[str, Any]:
         """OIDC Core 3.1.3.7: signature, iss, aud (and azp), exp, iat, nonce; at_hash when present."""
         metadata = await self.metadata()
-        try:
-            token = await self.verify_signature(value, self.algorithms(metadata))
-            registry = jwt.JWTClaimsRegistry(
-                leeway=LEEWAY_SECONDS,
-                iss={"essential": True, "value": self.issuer},
-                aud={"essential": True, "value": self.client_id},
-                sub={"essential": True},
-                exp={"essential": True},
-                iat={"essential": True},
-                nonce={"essential": True, "value": nonce},
-            )
-            registry.validate(token.claims)
-        except JoseError as exc:
-            raise LoginError("Le jeton d'identité reçu du portail n'est pas valide.", f"id_token: {exc!r}",
-                             status=502) from exc
-        claims = dict(token.claims)
-        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-        if (len(audiences) > 1 or "azp" in claims) and claims.get("azp") != self.client_id:
-            raise LoginError("Le jeton d'identité reçu du portail n'est pas valide.", f"azp {claims.get('azp')!r}",
-                             status=502)
-        if "at_hash" in claims and access_token is not None and not hmac.compare_digest(
-                str(claims["at_hash"]), token_hash(access_token, token.header["alg"])):
-            raise LoginError("Le jeton d'identité reçu du portail n'est pas valide.", "at_hash mismatch",
-                             status=502)
-        return claims
+        return await tokens.validate_id_token(self.jwks, value, issuer=self.issuer, client_id=self.client_id,
+                                              algorithms=self.algorithms(metadata), nonce=nonce,
+                                              access_token=access_token)
 
     async def fetch_userinfo(self, client: AsyncOAuth2Client, metadata: Mapping[str, Any], sub: str
                              ) -> dict[str, Any]:
@@ -365,48 +280,17 @@ class RelyingParty:
     async def backchannel_logout(self, logout_token: str) -> int:
         """OpenID Connect Back-Channel Logout 1.0, 2.6: validate, then end the sessions; returns how many."""
         metadata = await self.metadata()
-        try:
-            token = await self.verify_signature(logout_token, self.algorithms(metadata))
-            jwt.JWTClaimsRegistry(
-                leeway=LEEWAY_SECONDS,
-                iss={"essential": True, "value": self.issuer},
-                aud={"essential": True, "value": self.client_id},
-                iat={"essential": True},
-                jti={"essential": True},
-                events={"essential": True},
-            ).validate(token.claims)
-        except JoseError as exc:
-            raise LoginError("logout_token invalide", f"logout_token: {exc!r}") from exc
-        claims = token.claims
-        typ = str(token.header.get("typ", "")).lower()
-        if typ and typ not in ("logout+jwt", "application/logout+jwt", "jwt"):
-            raise LoginError("logout_token invalide", f"typ {typ!r}")
-        events = claims.get("events")
-        if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_EVENT), dict):
-            raise LoginError("logout_token invalide", "events lacks the back-channel logout event")
-        if "nonce" in claims:
-            raise LoginError("logout_token invalide", "a logout token carries no nonce")
-        if not claims.get("sub") and not claims.get("sid"):
-            raise LoginError("logout_token invalide", "neither sub nor sid")
         now = time.time()
-        if "exp" not in claims and claims["iat"] < now - LOGOUT_TOKEN_MAX_AGE_SECONDS:
-            raise LoginError("logout_token invalide", "too old (iat) and no exp")
-        self._purge()
+        claims = await tokens.validate_logout_token(self.jwks, logout_token, issuer=self.issuer,
+                                                    client_id=self.client_id, algorithms=self.algorithms(metadata),
+                                                    now=now)
+        self.store.purge()
         jti = f"{claims['iss']}|{claims['jti']}"
         if jti in self.seen_jti:
             raise LoginError("logout_token invalide", "jti replayed")
         expires = float(claims.get("exp") or claims["iat"] + LOGOUT_TOKEN_MAX_AGE_SECONDS) + LEEWAY_SECONDS
         self.seen_jti[jti] = max(expires, now + LEEWAY_SECONDS)
-        ended = 0
-        for session in self.sessions.values():
-            if not session.logged_in:
-                continue
-            if claims.get("sid") and session.sid != claims["sid"]:
-                continue
-            if claims.get("sub") and session.sub != claims["sub"]:
-                continue
-            self.end(session, "backchannel")
-            ended += 1
+        ended = self.store.end_matching(claims.get("sub"), claims.get("sid"), "backchannel")
         log.info("%s: back-channel logout sub=%s sid=%s: %d session(s) ended", self.name, claims.get("sub"),
                  claims.get("sid"), ended)
         return ended
@@ -414,9 +298,7 @@ class RelyingParty:
     @staticmethod
     def end(session: Session, reason: str) -> None:
         """Forget what the portal said about the person; keep a tombstone to tell them why."""
-        session.id_token, session.id_token_claims, session.userinfo = None, {}, {}
-        session.sub = session.sid = None
-        session.ended, session.ended_at = reason, time.time()
+        end_session(session, reason)
 
 
 # -- presentation ---------------------------------------------------------------------------------------------
