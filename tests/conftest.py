@@ -44,8 +44,8 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresClu
         cluster.stop()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh database for ``request.param`` ("sqlite" or "postgresql")."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path}/convergences.db"
     cluster: PostgresCluster | None = request.getfixturevalue("pg_cluster")
@@ -54,6 +54,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are required under CI=true")
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: PostgreSQL tests skipped")
     return cluster.create_database(f"t{os.getpid()}_{next(_counter)}")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return database_url(request, tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ not used. Without it the browser tests are skipped, except under CI=true where t
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from tests.browser.live import CHROMIUM, CHROMIUM_ARGS, LiveServer
+from tests.helpers import scratch_directory, unavailable
 from tests.mailbox import Mailbox
 
 
@@ -29,16 +29,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def live_server(mailbox: Mailbox) -> Iterator[LiveServer]:
-    directory = Path(tempfile.mkdtemp(prefix="convergences-browser-"))
-    server = LiveServer(directory, smtp_port=mailbox.port).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        if os.environ.get("CONVERGENCES_KEEP_BROWSER_DIR") != "1":
-            import shutil
-
-            shutil.rmtree(directory, ignore_errors=True)
+    with scratch_directory("convergences-browser-") as directory:
+        server = LiveServer(directory, smtp_port=mailbox.port).start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 # Package scope, not session: while Playwright's sync API is alive, its dispatcher leaves an event loop
@@ -46,10 +42,7 @@ def live_server(mailbox: Mailbox) -> Iterator[LiveServer]:
 @pytest.fixture(scope="package")
 def chromium() -> Iterator[Browser]:
     if not os.path.exists(CHROMIUM):
-        message = f"Chromium not found at {CHROMIUM} (install it with `make system-deps`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + ": the browser tests are required under CI=true")
-        pytest.skip(message + ": browser tests skipped")
+        unavailable(f"Chromium not found at {CHROMIUM} (install it with `make system-deps`)", "browser tests")
     from playwright.sync_api import sync_playwright
 
     playwright = sync_playwright().start()

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def answers(process: subprocess.Popen[bytes], url: str, timeout: float, name: str, log: Callable[[], str]) -> bool:
+    """Poll ``url`` until it answers 200 (True) or ``timeout`` seconds pass (False); a process that exits
+    meanwhile raises, with its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log()}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
 
 
 def _bin(name: str) -> str:
@@ -76,16 +93,8 @@ class LiveServer:
             [sys.executable, "-m", "uvicorn", "convergences.asgi:app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        if answers(self.process, self.url + "/healthz", timeout, "uvicorn", self.log):
+            return self
         self.stop()
         raise RuntimeError(f"the server did not answer /healthz within {timeout}s:\n{self.log()}")
 

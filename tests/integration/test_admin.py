@@ -15,25 +15,13 @@ from convergences.db import transaction
 from convergences.employers.models import Employer, Membership, PortfolioEntry
 from convergences.employers.siret import with_luhn_key
 from convergences.runtime import Runtime
-from tests.helpers import page_text
+from tests.helpers import BELLERIVE, CIG_ADMIN, VALFLEURI, account_id, employer_id, logged_in, page_text
 from tests.mailbox import Mailbox, invitation_path
-
-BELLERIVE, VALFLEURI = "21930999900015", "21930888800011"
-
-
-async def employer_id(rt: Runtime, siret: str) -> int:
-    async with transaction(rt.maker) as db:
-        return int(await db.scalar(select(Employer.id).where(Employer.siret == siret)))
 
 
 async def app_ids(rt: Runtime) -> dict[str, int]:
     async with transaction(rt.maker) as db:
         return {slug: id_ for slug, id_ in (await db.execute(select(Application.slug, Application.id))).all()}
-
-
-async def account_id(rt: Runtime, email: str) -> int:
-    async with transaction(rt.maker) as db:
-        return int(await db.scalar(select(Account.id).where(Account.email == email)))
 
 
 async def actions(rt: Runtime, **where: object) -> list[str]:
@@ -53,14 +41,8 @@ def progress_row(html: str, eid: int) -> dict[str, str]:
     return cells
 
 
-async def admin_browser(make_browser):  # type: ignore[no-untyped-def]
-    admin = await make_browser()
-    await admin.login("admin@cig-demo.fr")
-    return admin
-
-
 async def test_bad_siret_is_refused_in_french_and_creates_nothing(make_browser, runtime: Runtime) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     async with transaction(runtime.maker) as db:
         before = await db.scalar(select(func.count()).select_from(Employer))
     response = await admin.post("/admin/employeurs", {
@@ -80,7 +62,7 @@ async def test_bad_siret_is_refused_in_french_and_creates_nothing(make_browser, 
 
 
 async def test_create_employer_invites_authority_by_mail(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     apps = await app_ids(runtime)
     siret = with_luhn_key("2193077770001")
     email = f"maire.{id(admin)}@hautbois.example"
@@ -128,7 +110,7 @@ async def test_create_employer_invites_authority_by_mail(make_browser, runtime: 
 
 
 async def test_edit_subscriptions_and_portfolio_writes_journal(make_browser, runtime: Runtime) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     apps = await app_ids(runtime)
     eid = await employer_id(runtime, VALFLEURI)
     bernard, petit = (await account_id(runtime, "c.bernard@cig-demo.fr"),
@@ -161,12 +143,10 @@ async def test_edit_subscriptions_and_portfolio_writes_journal(make_browser, run
         assert update is not None and update.before["name"] == "Commune de Val-Fleuri"
 
     # The portfolio follows: Claire Bernard now sees Val-Fleuri, Antoine Petit no longer does.
-    claire = await make_browser()
-    await claire.login("c.bernard@cig-demo.fr")
+    claire = await logged_in(make_browser, "c.bernard@cig-demo.fr")
     assert "Val-Fleuri-sur-Seine" in (await claire.get("/portefeuille")).text
     assert (await claire.get(f"/employeurs/{eid}/agents")).status_code == 200
-    antoine = await make_browser()
-    await antoine.login("a.petit@cig-demo.fr")
+    antoine = await logged_in(make_browser, "a.petit@cig-demo.fr")
     assert "Val-Fleuri" not in (await antoine.get("/portefeuille")).text
     assert (await antoine.get(f"/employeurs/{eid}/agents")).status_code == 403
 
@@ -176,7 +156,7 @@ async def test_edit_subscriptions_and_portfolio_writes_journal(make_browser, run
 
 
 async def test_add_authority_sends_invitation(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     eid = await employer_id(runtime, BELLERIVE)
     email = f"nouveau.maire.{id(admin)}@bellerive.example"
     invalid = await admin.post(f"/admin/employeurs/{eid}/autorites",
@@ -195,7 +175,7 @@ async def test_add_authority_sends_invitation(make_browser, runtime: Runtime, ma
 
 
 async def test_application_create_and_edit_with_roles(make_browser, runtime: Runtime) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     invalid = await admin.post("/admin/applications", {
         "slug": "Mauvais Slug", "name": "", "launch_url": "ftp://x", "roles": "a b:Rôle"})
     assert invalid.status_code == 422
@@ -241,7 +221,7 @@ async def test_application_create_and_edit_with_roles(make_browser, runtime: Run
 
 
 async def test_create_correspondent(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     bad = await admin.post("/admin/correspondants", {"given_name": "Léa", "family_name": "Simon",
                                                       "email": "lea.simon@cig-demo.fr", "phone": "appelez-moi"})
     assert bad.status_code == 422 and "numéro de téléphone valide" in bad.text
@@ -263,7 +243,7 @@ async def test_create_correspondent(make_browser, runtime: Runtime, mailbox: Mai
 
 
 async def test_dashboard_progress_numbers_and_search(make_browser, runtime: Runtime) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     bellerive, ccas = await employer_id(runtime, BELLERIVE), await employer_id(runtime, "26930999900010")
     page = await admin.get("/admin")
     assert page.status_code == 200 and 'aria-current="page">Administration CIG' in page.text
@@ -286,8 +266,7 @@ async def test_non_admins_get_403_on_admin_pages(make_browser, runtime: Runtime)
     pages = ["/admin", "/admin/employeurs", f"/admin/employeurs/{eid}", "/admin/applications",
              "/admin/applications/1", "/admin/correspondants", "/admin/journal"]
     for email in ["rh@bellerive.example", "agent@bellerive.example", "c.bernard@cig-demo.fr"]:
-        visitor = await make_browser()
-        await visitor.login(email)
+        visitor = await logged_in(make_browser, email)
         for url in pages:
             response = await visitor.get(url)
             assert response.status_code == 403, (email, url, response.status_code)

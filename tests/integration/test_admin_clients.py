@@ -14,25 +14,13 @@ from typing import Any
 from httpx import Response
 from sqlalchemy import func, select
 
-from convergences.applications.models import Application
 from convergences.audit.models import AuditEvent
 from convergences.db import transaction
 from convergences.oidc.models import Client
 from convergences.runtime import Runtime
-from tests.helpers import Browser, page_text
+from tests.helpers import CIG_ADMIN, Browser, app_id, logged_in, page_text
 
 NEVER_SHOWN_AGAIN = "il ne sera plus jamais affiché"
-
-
-async def admin_browser(make_browser: Any) -> Browser:
-    admin: Browser = await make_browser()
-    await admin.login("admin@cig-demo.fr")
-    return admin
-
-
-async def app_id(rt: Runtime, slug: str) -> int:
-    async with transaction(rt.maker) as db:
-        return int(await db.scalar(select(Application.id).where(Application.slug == slug)))
 
 
 async def clients_of(rt: Runtime, application_id: int) -> list[Client]:
@@ -70,6 +58,18 @@ def client_form(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in form.items() if v is not None}
 
 
+async def the_client(rt: Runtime, application_id: int, client_id: str) -> Client:
+    (client,) = [c for c in await clients_of(rt, application_id) if c.client_id == client_id]
+    return client
+
+
+async def create_client(admin: Browser, rt: Runtime, application_id: int) -> tuple[str, str, Client]:
+    """A confidential client made with the default form: its client_id, its secret (shown once), its row."""
+    created = await admin.post(f"/admin/applications/{application_id}/clients", client_form())
+    client_id, secret = shown(created, "client-id"), shown(created, "client-secret")
+    return client_id, secret, await the_client(rt, application_id, client_id)
+
+
 async def introspect(browser: Browser, client_id: str, secret: str) -> Response:
     """Client authentication (client_secret_basic) with a dummy token: 200 {"active": false} proves the
     secret, 401 invalid_client refuses it."""
@@ -91,7 +91,7 @@ async def assert_secret_refused(browser: Browser, client_id: str, secret: str) -
 
 
 async def test_application_page_lists_its_clients(make_browser: Any, runtime: Runtime) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     bip = await app_id(runtime, "bip")
     page = await admin.get(f"/admin/applications/{bip}")
     assert page.status_code == 200
@@ -105,7 +105,7 @@ async def test_application_page_lists_its_clients(make_browser: Any, runtime: Ru
 
 
 async def test_create_shows_a_working_secret_once_then_regenerate(make_browser: Any, runtime: Runtime) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     rp = await make_browser()
     bip = await app_id(runtime, "bip")
     before = await client_count(runtime)
@@ -118,7 +118,7 @@ async def test_create_shows_a_working_secret_once_then_regenerate(make_browser: 
     assert client_id.startswith("cvg-") and len(secret) >= 32
     assert await client_count(runtime) == before + 1
 
-    (client,) = [c for c in await clients_of(runtime, bip) if c.client_id == client_id]
+    client = await the_client(runtime, bip, client_id)
     assert client.redirect_uris == ["https://bip.recette.example/callback",
                                     "https://bip.recette.example/Retour/?src=cvg"]  # exact strings kept
     assert client.post_logout_redirect_uris == ["https://bip.recette.example/"]
@@ -164,7 +164,7 @@ async def test_create_shows_a_working_secret_once_then_regenerate(make_browser: 
 
 async def test_invalid_redirect_uri_is_refused_in_french_and_creates_nothing(make_browser: Any,
                                                                              runtime: Runtime) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     bip = await app_id(runtime, "bip")
     before = await client_count(runtime)
     cases = {
@@ -191,26 +191,24 @@ async def test_invalid_redirect_uri_is_refused_in_french_and_creates_nothing(mak
 
 
 async def test_public_client_has_no_secret(make_browser: Any, runtime: Runtime) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     bip = await app_id(runtime, "bip")
     created = await admin.post(f"/admin/applications/{bip}/clients",
                                client_form(public="1", claims=None, allow_refresh=None, pairwise="1"))
     assert created.status_code == 200 and 'id="client-secret"' not in created.text
     assert "Client public" in created.text
     client_id = shown(created, "client-id")
-    (client,) = [c for c in await clients_of(runtime, bip) if c.client_id == client_id]
+    client = await the_client(runtime, bip, client_id)
     assert client.is_public and client.secret_hash is None and client.claims == [] and client.pairwise_sub
     refused = await admin.post(f"/admin/applications/{bip}/clients/{client.id}/secret")
     assert refused.status_code == 422 and "Un client public n'a pas de secret" in html.unescape(refused.text)
 
 
 async def test_edit_client_then_confidential_gets_a_secret(make_browser: Any, runtime: Runtime) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     rp = await make_browser()
     bip = await app_id(runtime, "bip")
-    created = await admin.post(f"/admin/applications/{bip}/clients", client_form())
-    client_id, secret = shown(created, "client-id"), shown(created, "client-secret")
-    (client,) = [c for c in await clients_of(runtime, bip) if c.client_id == client_id]
+    client_id, secret, client = await create_client(admin, runtime, bip)
     url = f"/admin/applications/{bip}/clients/{client.id}"
 
     page = await admin.get(url)
@@ -224,7 +222,7 @@ async def test_edit_client_then_confidential_gets_a_secret(make_browser: Any, ru
     assert changed.status_code == 303 and changed.headers["location"] == f"/admin/applications/{bip}#clients"
     follow = await admin.get(f"/admin/applications/{bip}")
     assert f"Le client {client_id} est modifié." in follow.text
-    (client,) = [c for c in await clients_of(runtime, bip) if c.client_id == client_id]
+    client = await the_client(runtime, bip, client_id)
     assert client.redirect_uris == ["https://bip.prod.example/cb"] and client.id_token_alg == "RS256"
     assert client.claims == ["employer"] and not client.allow_refresh and client.pairwise_sub
     assert client.backchannel_logout_uri is None
@@ -247,12 +245,10 @@ async def test_edit_client_then_confidential_gets_a_secret(make_browser: Any, ru
 
 
 async def test_delete_asks_for_confirmation(make_browser: Any, runtime: Runtime) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     rp = await make_browser()
     bip = await app_id(runtime, "bip")
-    created = await admin.post(f"/admin/applications/{bip}/clients", client_form())
-    client_id, secret = shown(created, "client-id"), shown(created, "client-secret")
-    (client,) = [c for c in await clients_of(runtime, bip) if c.client_id == client_id]
+    client_id, secret, client = await create_client(admin, runtime, bip)
     url = f"/admin/applications/{bip}/clients/{client.id}/supprimer"
     confirm = await admin.get(url)
     assert confirm.status_code == 200 and "Oui, supprimer le client" in confirm.text
@@ -270,7 +266,7 @@ async def test_delete_asks_for_confirmation(make_browser: Any, runtime: Runtime)
 
 
 async def test_a_client_is_only_reached_through_its_own_application(make_browser: Any, runtime: Runtime) -> None:
-    admin = await admin_browser(make_browser)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     bip, net = await app_id(runtime, "bip"), await app_id(runtime, "net-cotisations")
     (demo_bip,) = await clients_of(runtime, bip)
     for method, suffix in [("GET", ""), ("POST", ""), ("POST", "/secret"), ("GET", "/supprimer"),

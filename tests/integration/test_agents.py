@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
 
 from sqlalchemy import func, select, text
 
@@ -14,40 +13,29 @@ from convergences.accounts.models import Account, Invitation
 from convergences.applications.models import Grant
 from convergences.audit.models import AuditEvent
 from convergences.db import transaction, utcnow
-from convergences.employers.models import Employer, Membership
+from convergences.employers.models import Membership
 from convergences.mail.models import OutboxMail
 from convergences.runtime import Runtime
 from convergences.security.models import LoginSession
+from tests.helpers import (
+    BELLERIVE,
+    CIG_ADMIN,
+    REFERENT,
+    SIVOM,
+    VALFLEURI,
+    employer_id,
+    logged_in,
+    membership,
+    rows,
+    scalar,
+)
 from tests.mailbox import Mailbox, invitation_path, text_body
 
-BELLERIVE = "21930999900015"
-SIVOM = "25930999900011"
-VALFLEURI = "21930888800011"
 NADIA = "secretariat@coteaux.example"
-
-
-async def scalar(rt: Runtime, stmt):  # type: ignore[no-untyped-def]
-    async with transaction(rt.maker) as db:
-        return await db.scalar(stmt)
-
-
-async def rows(rt: Runtime, stmt) -> list[Any]:  # type: ignore[no-untyped-def]
-    async with transaction(rt.maker) as db:
-        return list((await db.scalars(stmt)).all())
-
-
-async def employer_id(rt: Runtime, siret: str = BELLERIVE) -> int:
-    return int(await scalar(rt, select(Employer.id).where(Employer.siret == siret)))
 
 
 async def account_id(rt: Runtime, email: str) -> int | None:
     return await scalar(rt, select(Account.id).where(Account.email == email))
-
-
-async def membership(rt: Runtime, email: str, siret: str = BELLERIVE) -> Membership | None:
-    return await scalar(rt, select(Membership).join(Account, Membership.account_id == Account.id)
-                        .join(Employer, Membership.employer_id == Employer.id)
-                        .where(Account.email == email, Employer.siret == siret))
 
 
 async def membership_id(rt: Runtime, email: str, siret: str = BELLERIVE) -> int:
@@ -71,16 +59,10 @@ def grid_names(html: str) -> list[str]:
     return re.findall(r'<tr id="agent-\d+"[^>]*>\s*<th scope="row"><a [^>]*>([^<]+)</a>', html)
 
 
-async def referent_browser(make_browser, email: str = "rh@bellerive.example"):  # type: ignore[no-untyped-def]
-    browser = await make_browser()
-    await browser.login(email)
-    return browser
-
-
 # -- create ------------------------------------------------------------------------------------------
 
 async def test_create_agent_sends_the_invitation(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     email = f"nora.{uuid.uuid4().hex[:8]}@bellerive.example"
     response = await referent.post(f"/employeurs/{eid}/agents",
@@ -109,7 +91,7 @@ async def test_create_agent_sends_the_invitation(make_browser, runtime: Runtime,
 
 
 async def test_invalid_input_is_422_in_french_and_writes_nothing(make_browser, runtime: Runtime) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     before = await counts(runtime)
     response = await referent.post(f"/employeurs/{eid}/agents",
@@ -129,7 +111,7 @@ async def test_invalid_input_is_422_in_french_and_writes_nothing(make_browser, r
 
 
 async def test_existing_member_is_refused_without_journal(make_browser, runtime: Runtime) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     before = await counts(runtime)
     response = await referent.post(f"/employeurs/{eid}/agents", {"given_name": "Julie", "family_name": "Moreau",
@@ -140,7 +122,7 @@ async def test_existing_member_is_refused_without_journal(make_browser, runtime:
 
 
 async def test_htmx_create_redirects_the_client(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     email = f"ana.{uuid.uuid4().hex[:8]}@bellerive.example"
     response = await referent.post(f"/employeurs/{eid}/agents",
@@ -155,7 +137,7 @@ async def test_htmx_create_redirects_the_client(make_browser, runtime: Runtime, 
 
 async def test_attach_existing_account_without_leaking_other_employers(make_browser, runtime: Runtime,
                                                                         mailbox: Mailbox) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     nadia_id = await account_id(runtime, NADIA)
     mails_before = len(mailbox.to(NADIA))
@@ -188,7 +170,7 @@ async def test_attach_existing_account_without_leaking_other_employers(make_brow
 
 
 async def test_email_of_a_shared_or_active_account_cannot_be_changed(make_browser, runtime: Runtime) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     mid = await membership_id(runtime, "agent@bellerive.example")
     before = await counts(runtime)
@@ -203,7 +185,7 @@ async def test_email_of_a_shared_or_active_account_cannot_be_changed(make_browse
 # -- edit ----------------------------------------------------------------------------------------------
 
 async def test_edit_agent_names_and_invited_email(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     mid = await membership_id(runtime, "l.girard@bellerive.example")
     page = await referent.get(f"/employeurs/{eid}/agents/{mid}")
@@ -232,9 +214,8 @@ async def test_edit_agent_names_and_invited_email(make_browser, runtime: Runtime
 # -- suspend / reactivate --------------------------------------------------------------------------------
 
 async def test_suspend_and_reactivate(make_browser, runtime: Runtime) -> None:
-    referent = await referent_browser(make_browser)
-    agent = await make_browser()
-    await agent.login("agent@bellerive.example")
+    referent = await logged_in(make_browser, REFERENT)
+    agent = await logged_in(make_browser, "agent@bellerive.example")
     assert "BIP" in (await agent.get("/services")).text
     eid = await employer_id(runtime)
     mid = await membership_id(runtime, "agent@bellerive.example")
@@ -263,7 +244,7 @@ async def test_suspend_and_reactivate(make_browser, runtime: Runtime) -> None:
 
 
 async def test_refused_changes_write_no_journal(make_browser, runtime: Runtime) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     own = await membership_id(runtime, "rh@bellerive.example")
     before = await counts(runtime)
@@ -276,8 +257,7 @@ async def test_refused_changes_write_no_journal(make_browser, runtime: Runtime) 
     assert (await referent.post(f"/employeurs/{eid}/agents/{other}/suspendre")).status_code == 303
     after_one = await counts(runtime)
     assert after_one["audit_event"] == before["audit_event"] + 1
-    admin = await make_browser()
-    await admin.login("admin@cig-demo.fr")
+    admin = await logged_in(make_browser, CIG_ADMIN)
     after_login = await counts(runtime)
     response = await admin.post(f"/employeurs/{eid}/agents/{own}/suspendre", follow_redirects=True)
     assert "dernier référent administrateur" in response.text
@@ -290,7 +270,7 @@ async def test_refused_changes_write_no_journal(make_browser, runtime: Runtime) 
 # -- delete ----------------------------------------------------------------------------------------------
 
 async def test_delete_needs_confirmation_and_erases_a_lone_account(make_browser, runtime: Runtime) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     mid = await membership_id(runtime, "agent@bellerive.example")
     uid = await account_id(runtime, "agent@bellerive.example")
@@ -317,7 +297,7 @@ async def test_delete_needs_confirmation_and_erases_a_lone_account(make_browser,
 
 
 async def test_delete_keeps_an_account_serving_another_employer(make_browser, runtime: Runtime) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     await referent.post(f"/employeurs/{eid}/agents", {"given_name": "Nadia", "family_name": "Roussel",
                                                       "email": NADIA})
@@ -328,8 +308,7 @@ async def test_delete_keeps_an_account_serving_another_employer(make_browser, ru
     assert await membership(runtime, NADIA, SIVOM) is not None
     assert await membership(runtime, NADIA, VALFLEURI) is not None
     assert not await events(runtime, "account:delete")
-    nadia = await make_browser()
-    await nadia.login(NADIA)
+    nadia = await logged_in(make_browser, NADIA)
     assert "SIVOM des Coteaux" in (await nadia.get("/services")).text
 
 
@@ -348,7 +327,7 @@ async def add_agents(rt: Runtime, n: int) -> None:
 
 
 async def test_grid_search_sort_filter(make_browser, runtime: Runtime) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     base = f"/employeurs/{eid}/agents"
     everyone = grid_names((await referent.get(base)).text)
@@ -374,7 +353,7 @@ async def test_grid_search_sort_filter(make_browser, runtime: Runtime) -> None:
 
 async def test_grid_pagination_and_htmx_fragment(make_browser, runtime: Runtime) -> None:
     await add_agents(runtime, 30)
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     base = f"/employeurs/{eid}/agents"
     first = await referent.get(base)
@@ -401,7 +380,7 @@ async def test_grid_pagination_and_htmx_fragment(make_browser, runtime: Runtime)
 # -- tenant isolation ------------------------------------------------------------------------------------
 
 async def test_no_reach_into_another_employer(make_browser, runtime: Runtime) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     bellerive, sivom = await employer_id(runtime), await employer_id(runtime, SIVOM)
     nadia_at_sivom = await membership_id(runtime, NADIA, SIVOM)
     before = await counts(runtime)
@@ -423,8 +402,7 @@ async def test_no_reach_into_another_employer(make_browser, runtime: Runtime) ->
         "given_name": "X", "family_name": "Y", "email": "x@y.fr"})).status_code == 403
     assert await counts(runtime) == before
     # An agent manages nothing, even at their own employer.
-    agent = await make_browser()
-    await agent.login("agent@bellerive.example")
+    agent = await logged_in(make_browser, "agent@bellerive.example")
     assert (await agent.get(f"/employeurs/{bellerive}/agents")).status_code == 403
     own = await membership_id(runtime, "l.girard@bellerive.example")
     assert (await agent.post(f"/employeurs/{bellerive}/agents/{own}/suspendre")).status_code == 403
@@ -437,7 +415,7 @@ async def test_no_reach_into_another_employer(make_browser, runtime: Runtime) ->
 # -- the journal entry is part of the change's transaction --------------------------------------------------
 
 async def test_change_and_journal_commit_together(make_browser, runtime: Runtime, db_url: str) -> None:
-    referent = await referent_browser(make_browser)
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     mid = await membership_id(runtime, "agent@bellerive.example")
     async with runtime.engine.begin() as connection:
@@ -473,8 +451,7 @@ async def test_a_shared_account_cannot_be_renamed_by_one_of_its_employers(make_b
         mid = await db.scalar(select(Membership.id).where(Membership.account_id == nadia.id,
                                                           Membership.employer_id == sivom))
     # Nadia serves SIVOM and Val-Fleuri: acting for SIVOM, even the CIG admin's screen refuses.
-    admin = await make_browser()
-    await admin.login("admin@cig-demo.fr")
+    admin = await logged_in(make_browser, CIG_ADMIN)
     response = await admin.post(f"/employeurs/{sivom}/agents/{mid}",
                                 {"given_name": "Nadine", "family_name": "Roussel",
                                  "email": "secretariat@coteaux.example"})

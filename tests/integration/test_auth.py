@@ -14,38 +14,16 @@ from convergences.accounts.models import Account, Invitation
 from convergences.app import create_app
 from convergences.audit.models import AuditEvent
 from convergences.db import transaction, utcnow
-from convergences.employers.models import Employer, Membership
 from convergences.runtime import Runtime
 from convergences.security.models import LoginSession
 from convergences.settings import PasswordSettings
 from tests.conftest import settings_with
-from tests.helpers import Browser, page_text
+from tests.helpers import REFERENT, Browser, employer_id, execute, logged_in, membership_id, page_text, scalar
 from tests.mailbox import Mailbox, invitation_path, text_body
 
-BELLERIVE = "21930999900015"
 LOGIN_FAILED = "Adresse électronique ou mot de passe incorrect."
 LINK_INVALID = "Ce lien n'est plus valable"
 HASH_PARAMS = re.compile(r"^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$")
-
-
-async def scalar(rt: Runtime, stmt):  # type: ignore[no-untyped-def]
-    async with transaction(rt.maker) as db:
-        return await db.scalar(stmt)
-
-
-async def execute(rt: Runtime, stmt) -> None:  # type: ignore[no-untyped-def]
-    async with transaction(rt.maker) as db:
-        await db.execute(stmt)
-
-
-async def employer_id(rt: Runtime, siret: str = BELLERIVE) -> int:
-    return int(await scalar(rt, select(Employer.id).where(Employer.siret == siret)))
-
-
-async def membership_id(rt: Runtime, email: str, siret: str = BELLERIVE) -> int:
-    return int(await scalar(rt, select(Membership.id).join(Account, Membership.account_id == Account.id)
-                            .join(Employer, Membership.employer_id == Employer.id).where(
-        Account.email == email, Employer.siret == siret)))
 
 
 async def password_hash(rt: Runtime, email: str) -> str | None:
@@ -162,8 +140,7 @@ async def test_rehash_on_login_when_parameters_change(settings, runtime: Runtime
 # -- invitations ----------------------------------------------------------------------------------
 
 async def test_invitation_mail_link_sets_password_once(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
-    referent = await make_browser()
-    await referent.login("rh@bellerive.example")
+    referent = await logged_in(make_browser, REFERENT)
     email, path = await invite(referent, runtime, mailbox)
     body = text_body(mailbox.to(email)[-1])
     assert "Commune de Bellerive-sur-Marne" in body and "http://testserver.local/invitation/" in body
@@ -189,8 +166,7 @@ async def test_invitation_mail_link_sets_password_once(make_browser, runtime: Ru
 
 
 async def test_tampered_invitation_is_410(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
-    referent = await make_browser()
-    await referent.login("rh@bellerive.example")
+    referent = await logged_in(make_browser, REFERENT)
     email, path = await invite(referent, runtime, mailbox)
     token = path.rsplit("/", 1)[1]
     flipped = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
@@ -208,8 +184,7 @@ async def test_tampered_invitation_is_410(make_browser, runtime: Runtime, mailbo
 
 
 async def test_expired_invitation_is_410(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
-    referent = await make_browser()
-    await referent.login("rh@bellerive.example")
+    referent = await logged_in(make_browser, REFERENT)
     email, path = await invite(referent, runtime, mailbox)
     account_id = await scalar(runtime, select(Account.id).where(Account.email == email))
     await execute(runtime, update(Invitation).where(Invitation.account_id == account_id)
@@ -223,8 +198,7 @@ async def test_expired_invitation_is_410(make_browser, runtime: Runtime, mailbox
 
 
 async def test_resending_revokes_the_previous_link(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
-    referent = await make_browser()
-    await referent.login("rh@bellerive.example")
+    referent = await logged_in(make_browser, REFERENT)
     email, first = await invite(referent, runtime, mailbox)
     eid = await employer_id(runtime)
     mid = await membership_id(runtime, email)
@@ -250,8 +224,7 @@ async def test_resending_revokes_the_previous_link(make_browser, runtime: Runtim
 
 
 async def test_invitation_password_policy(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
-    referent = await make_browser()
-    await referent.login("rh@bellerive.example")
+    referent = await logged_in(make_browser, REFERENT)
     email, path = await invite(referent, runtime, mailbox, "Nora", "Lefèvre")
     agent = await make_browser()
     cases = {
@@ -282,13 +255,11 @@ async def test_invitation_password_policy(make_browser, runtime: Runtime, mailbo
 
 
 async def test_nobody_but_the_agent_sets_a_password(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
-    referent = await make_browser()
-    await referent.login("rh@bellerive.example")
+    referent = await logged_in(make_browser, REFERENT)
     email, _ = await invite(referent, runtime, mailbox)
     eid = await employer_id(runtime)
     mid = await membership_id(runtime, email)
-    authority = await make_browser()
-    await authority.login("maire@bellerive.example")
+    authority = await logged_in(make_browser, "maire@bellerive.example")
     pages = [(referent, f"/employeurs/{eid}"), (referent, f"/employeurs/{eid}/agents"),
              (referent, f"/employeurs/{eid}/agents/{mid}"), (referent, f"/employeurs/{eid}/agents/{mid}/supprimer"),
              (authority, f"/employeurs/{eid}/referents"), (authority, f"/employeurs/{eid}/agents")]

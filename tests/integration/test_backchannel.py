@@ -13,15 +13,11 @@ import pytest
 from joserfc import jwk, jwt
 from sqlalchemy import select, update
 
-from convergences.accounts.models import Account
-from convergences.applications.models import Application
 from convergences.db import transaction, utcnow
-from convergences.employers.models import Employer, Membership
 from convergences.oidc.models import LogoutDelivery
 from convergences.oidc.services import BACKCHANNEL_EVENT, LogoutOutbox, register_client
 from convergences.seed import DEMO_PASSWORD
-
-BELLERIVE = "21930999900015"
+from tests.helpers import REFERENT, app_id, employer_id, logged_in, membership_id
 
 
 class Receiver:
@@ -120,12 +116,9 @@ async def test_suspension_and_lost_grant_log_the_agent_out_of_the_application(ma
                                               backchannel_logout_uri=receiver.uri)
     agent = await make_browser()
     await _sign_in_to_application(agent, client_id, secret, "agent@bellerive.example")
-    async with transaction(runtime.maker) as db:
-        eid = await db.scalar(select(Employer.id).where(Employer.siret == BELLERIVE))
-        mid = await db.scalar(select(Membership.id).join(Account).where(Account.email == "agent@bellerive.example"))
-        bip = await db.scalar(select(Application.id).where(Application.slug == "bip"))
-    referent = await make_browser()
-    await referent.login("rh@bellerive.example")
+    eid, mid = await employer_id(runtime), await membership_id(runtime, "agent@bellerive.example")
+    bip = await app_id(runtime, "bip")
+    referent = await logged_in(make_browser, REFERENT)
     response = await referent.post(f"/employeurs/{eid}/agents/{mid}/droits/{bip}", {}, htmx=True)
     assert response.status_code == 200
     await _wait_delivered(runtime, 1)

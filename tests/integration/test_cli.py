@@ -20,7 +20,7 @@ from convergences.audit.models import AuditEvent
 from convergences.db import transaction
 from convergences.runtime import Runtime
 from convergences.settings import DatabaseSettings, MailSettings, Settings
-from tests.helpers import Browser
+from tests.helpers import Browser, logged_in
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).with_name("convergences"))
@@ -73,8 +73,7 @@ def test_demo_json_contract(demo_json: dict[str, Any]) -> None:
 
 async def test_every_demo_account_logs_in(demo_json: dict[str, Any], make_browser, runtime: Runtime) -> None:
     for account in demo_json["accounts"]:
-        browser = await make_browser()
-        await browser.login(account["email"], account["password"])
+        browser = await logged_in(make_browser, account["email"], account["password"])
         if account["applications"]:
             services = await browser.get("/services")
             for slug in account["applications"]:

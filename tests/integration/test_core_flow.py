@@ -9,20 +9,13 @@ from convergences.accounts.models import Account
 from convergences.audit.models import AuditEvent
 from convergences.db import transaction
 from convergences.runtime import Runtime
+from tests.helpers import REFERENT, employer_id, logged_in
 from tests.mailbox import Mailbox, invitation_path
-
-
-async def employer_id(rt: Runtime, siret: str = "21930999900015") -> int:
-    from convergences.employers.models import Employer
-
-    async with transaction(rt.maker) as db:
-        return int(await db.scalar(select(Employer.id).where(Employer.siret == siret)))
 
 
 async def test_referent_creates_agent_who_logs_in_and_sees_tile(make_browser, runtime: Runtime,
                                                                 mailbox: Mailbox) -> None:
-    referent = await make_browser()
-    await referent.login("rh@bellerive.example")
+    referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     email = f"nouvel.agent.{id(referent)}@bellerive.example"
     response = await referent.post(f"/employeurs/{eid}/agents",

@@ -11,16 +11,12 @@ from typing import Any
 from litestar import Litestar
 from sqlalchemy import func, select
 
-from convergences.accounts.models import Account
-from convergences.applications.models import Application
 from convergences.db import Base, transaction
-from convergences.employers.models import Employer, Membership
 from convergences.mail.models import OutboxMail
 from convergences.runtime import Runtime
-from tests.helpers import Browser
+from tests.helpers import CIG_ADMIN, REFERENT, Browser, app_id, employer_id, logged_in, membership_id
 from tests.mailbox import Mailbox, invitation_path
 
-BELLERIVE = "21930999900015"
 PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 
@@ -52,11 +48,8 @@ def routes(app: Litestar, method: str) -> list[str]:
 
 
 async def path_values(rt: Runtime, token: str) -> dict[str, str]:
-    async with transaction(rt.maker) as db:
-        eid = await db.scalar(select(Employer.id).where(Employer.siret == BELLERIVE))
-        mid = await db.scalar(select(Membership.id).join(Account, Membership.account_id == Account.id)
-                              .where(Account.email == "agent@bellerive.example"))
-        aid = await db.scalar(select(Application.id).where(Application.slug == "bip"))
+    eid, mid = await employer_id(rt), await membership_id(rt, "agent@bellerive.example")
+    aid = await app_id(rt, "bip")
     return {"employer_id": str(eid), "membership_id": str(mid), "application_id": str(aid), "token": token}
 
 
@@ -81,8 +74,7 @@ async def fresh_invitation(browser: Browser, rt: Runtime, mailbox: Mailbox, eid:
 
 async def test_every_post_without_token_is_refused(make_browser, app: Litestar, runtime: Runtime,
                                                    mailbox: Mailbox) -> None:
-    admin = await make_browser()
-    await admin.login("admin@cig-demo.fr")
+    admin = await logged_in(make_browser, CIG_ADMIN)
     values = await path_values(runtime, "x")
     invitation = await fresh_invitation(admin, runtime, mailbox, values["employer_id"])
     values["token"] = invitation.rsplit("/", 1)[1]
@@ -123,8 +115,7 @@ async def test_token_from_another_browser_is_refused(make_browser, runtime: Runt
 
 async def test_htmx_header_token_is_accepted(make_browser, runtime: Runtime) -> None:
     # htmx sends the token in the x-csrftoken header configured on <body>.
-    browser = await make_browser()
-    await browser.login("rh@bellerive.example")
+    browser = await logged_in(make_browser, REFERENT)
     page = await browser.get("/services")
     token = re.search(r'hx-headers=\'\{"x-csrftoken": "([0-9a-f]+)"\}\'', page.text)
     assert token, "the page configures htmx with the CSRF header"

@@ -3,45 +3,16 @@ and the journal entry of every change."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select
 
 from convergences.accounts.models import Account
-from convergences.applications.models import Application, Grant
+from convergences.applications.models import Grant
 from convergences.audit.models import AuditEvent
-from convergences.db import transaction
-from convergences.employers.models import Employer, Membership
 from convergences.runtime import Runtime
+from tests.helpers import CIG_ADMIN, REFERENT, SIVOM, app_id, employer_id, logged_in, membership_id, rows, scalar
 
-BELLERIVE = "21930999900015"
-SIVOM = "25930999900011"
 GIRARD = "l.girard@bellerive.example"
 JULIE = "agent@bellerive.example"
-
-
-async def scalar(rt: Runtime, stmt):  # type: ignore[no-untyped-def]
-    async with transaction(rt.maker) as db:
-        return await db.scalar(stmt)
-
-
-async def rows(rt: Runtime, stmt) -> list[Any]:  # type: ignore[no-untyped-def]
-    async with transaction(rt.maker) as db:
-        return list((await db.scalars(stmt)).all())
-
-
-async def employer_id(rt: Runtime, siret: str = BELLERIVE) -> int:
-    return int(await scalar(rt, select(Employer.id).where(Employer.siret == siret)))
-
-
-async def app_id(rt: Runtime, slug: str) -> int:
-    return int(await scalar(rt, select(Application.id).where(Application.slug == slug)))
-
-
-async def membership_id(rt: Runtime, email: str, siret: str = BELLERIVE) -> int:
-    return int(await scalar(rt, select(Membership.id).join(Account, Membership.account_id == Account.id)
-                            .join(Employer, Membership.employer_id == Employer.id)
-                            .where(Account.email == email, Employer.siret == siret)))
 
 
 async def grant(rt: Runtime, mid: int, aid: int) -> Grant | None:
@@ -63,14 +34,8 @@ def checkbox(html: str, mid: int, aid: int) -> str:
     return html[html.rindex("<input", 0, start):html.index(">", start) + 1]
 
 
-async def referent(make_browser, email: str = "rh@bellerive.example"):  # type: ignore[no-untyped-def]
-    browser = await make_browser()
-    await browser.login(email)
-    return browser
-
-
 async def test_htmx_toggle_returns_the_row_and_journals(make_browser, runtime: Runtime) -> None:
-    browser = await referent(make_browser)
+    browser = await logged_in(make_browser, REFERENT)
     eid, mid, bip = await employer_id(runtime), await membership_id(runtime, GIRARD), await app_id(runtime, "bip")
     url = f"/employeurs/{eid}/agents/{mid}/droits/{bip}"
     response = await browser.post(url, {"enabled": "1"}, htmx=True)
@@ -105,7 +70,7 @@ async def test_htmx_toggle_returns_the_row_and_journals(make_browser, runtime: R
 
 
 async def test_role_select_for_net_cotisations(make_browser, runtime: Runtime) -> None:
-    browser = await referent(make_browser)
+    browser = await logged_in(make_browser, REFERENT)
     eid, mid = await employer_id(runtime), await membership_id(runtime, GIRARD)
     nc = await app_id(runtime, "net-cotisations")
     url = f"/employeurs/{eid}/agents/{mid}/droits/{nc}"
@@ -138,7 +103,7 @@ async def test_role_select_for_net_cotisations(make_browser, runtime: Runtime) -
 
 
 async def test_unknown_role_is_422_and_unchanged(make_browser, runtime: Runtime) -> None:
-    browser = await referent(make_browser)
+    browser = await logged_in(make_browser, REFERENT)
     eid, mid = await employer_id(runtime), await membership_id(runtime, JULIE)
     nc = await app_id(runtime, "net-cotisations")
     before = await snapshot(runtime)
@@ -154,7 +119,7 @@ async def test_unknown_role_is_422_and_unchanged(make_browser, runtime: Runtime)
 
 
 async def test_role_is_ignored_for_an_application_without_roles(make_browser, runtime: Runtime) -> None:
-    browser = await referent(make_browser)
+    browser = await logged_in(make_browser, REFERENT)
     eid, mid, site = await employer_id(runtime), await membership_id(runtime, GIRARD), await app_id(runtime, "site")
     await browser.post(f"/employeurs/{eid}/agents/{mid}/droits/{site}", {"enabled": "1", "role": "saisie"},
                        htmx=True)
@@ -162,7 +127,7 @@ async def test_role_is_ignored_for_an_application_without_roles(make_browser, ru
 
 
 async def test_application_not_subscribed_is_404(make_browser, runtime: Runtime) -> None:
-    browser = await referent(make_browser)
+    browser = await logged_in(make_browser, REFERENT)
     eid, mid = await employer_id(runtime), await membership_id(runtime, JULIE)
     before = await snapshot(runtime)
     for slug in ["snapi-coll", "cr-cm"]:
@@ -177,7 +142,7 @@ async def test_application_not_subscribed_is_404(make_browser, runtime: Runtime)
 
 
 async def test_plain_form_post_without_htmx(make_browser, runtime: Runtime) -> None:
-    browser = await referent(make_browser)
+    browser = await logged_in(make_browser, REFERENT)
     eid, mid, bip = await employer_id(runtime), await membership_id(runtime, GIRARD), await app_id(runtime, "bip")
     response = await browser.post(f"/employeurs/{eid}/agents/{mid}/droits/{bip}", {"enabled": "on"})
     assert response.status_code == 303 and response.headers["location"] == f"/employeurs/{eid}/agents"
@@ -194,9 +159,8 @@ async def test_plain_form_post_without_htmx(make_browser, runtime: Runtime) -> N
 
 
 async def test_revoked_right_disappears_from_the_agents_services(make_browser, runtime: Runtime) -> None:
-    browser = await referent(make_browser)
-    agent = await make_browser()
-    await agent.login(JULIE)
+    browser = await logged_in(make_browser, REFERENT)
+    agent = await logged_in(make_browser, JULIE)
     assert 'data-app="bip"' in (await agent.get("/services")).text
     eid, mid, bip = await employer_id(runtime), await membership_id(runtime, JULIE), await app_id(runtime, "bip")
     await browser.post(f"/employeurs/{eid}/agents/{mid}/droits/{bip}", {}, htmx=True)
@@ -209,21 +173,19 @@ async def test_who_may_grant(make_browser, runtime: Runtime) -> None:
     url = f"/employeurs/{eid}/agents/{mid}/droits/{bip}"
     before = await snapshot(runtime)
     for email in ["maire@bellerive.example", "c.bernard@cig-demo.fr", JULIE, "secretariat@coteaux.example"]:
-        browser = await make_browser()
-        await browser.login(email)
+        browser = await logged_in(make_browser, email)
         assert (await browser.post(url, {"enabled": "1"}, htmx=True)).status_code == 403, email
     grants, _ = await snapshot(runtime)
     assert grants == before[0]
     assert not await journal(runtime)
     # The CIG administrator may.
-    admin = await make_browser()
-    await admin.login("admin@cig-demo.fr")
+    admin = await logged_in(make_browser, CIG_ADMIN)
     assert (await admin.post(url, {"enabled": "1"}, htmx=True)).status_code == 200
     assert await grant(runtime, mid, bip) is not None
 
 
 async def test_no_grant_on_another_employers_membership(make_browser, runtime: Runtime) -> None:
-    browser = await referent(make_browser)
+    browser = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     nadia = await membership_id(runtime, "secretariat@coteaux.example", SIVOM)
     sivom = await employer_id(runtime, SIVOM)

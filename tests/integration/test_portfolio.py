@@ -8,6 +8,7 @@ from sqlalchemy import select
 from convergences.db import transaction
 from convergences.employers.models import Employer
 from convergences.runtime import Runtime
+from tests.helpers import CIG_ADMIN, REFERENT, logged_in
 from tests.integration.test_admin import progress_row
 
 SIRETS = {"bellerive": "21930999900015", "ccas": "26930999900010", "sivom": "25930999900011",
@@ -22,8 +23,7 @@ async def employer_ids(rt: Runtime) -> dict[str, int]:
 
 async def test_correspondent_sees_only_portfolio_employers(make_browser, runtime: Runtime) -> None:
     ids = await employer_ids(runtime)
-    claire = await make_browser()
-    await claire.login("c.bernard@cig-demo.fr")
+    claire = await logged_in(make_browser, "c.bernard@cig-demo.fr")
     assert (await claire.get("/")).headers["location"] == "/portefeuille"
     page = await claire.get("/portefeuille")
     assert page.status_code == 200 and 'aria-current="page">Mon portefeuille' in page.text
@@ -43,8 +43,7 @@ async def test_correspondent_sees_only_portfolio_employers(make_browser, runtime
 
 async def test_portfolio_progress_numbers(make_browser, runtime: Runtime) -> None:
     ids = await employer_ids(runtime)
-    claire = await make_browser()
-    await claire.login("c.bernard@cig-demo.fr")
+    claire = await logged_in(make_browser, "c.bernard@cig-demo.fr")
     page = await claire.get("/portefeuille")
     row = progress_row(page.text, ids["bellerive"])
     assert (row["invited"], row["activated"], row["applications"]) == ("2", "4", "3 / 3")
@@ -53,8 +52,7 @@ async def test_portfolio_progress_numbers(make_browser, runtime: Runtime) -> Non
     # Net Cotisations granted out of 4 subscribed.
     assert (row["invited"], row["activated"], row["applications"]) == ("0", "2", "3 / 4")
     assert "Oui (1)" in row["text"]
-    antoine = await make_browser()
-    await antoine.login("a.petit@cig-demo.fr")
+    antoine = await logged_in(make_browser, "a.petit@cig-demo.fr")
     page = await antoine.get("/portefeuille")
     row = progress_row(page.text, ids["valfleuri"])
     # Val-Fleuri: no référent yet (its only other member is Nadia Roussel, agent there).
@@ -63,8 +61,7 @@ async def test_portfolio_progress_numbers(make_browser, runtime: Runtime) -> Non
 
 async def test_correspondent_is_refused_outside_portfolio(make_browser, runtime: Runtime) -> None:
     ids = await employer_ids(runtime)
-    claire = await make_browser()
-    await claire.login("c.bernard@cig-demo.fr")
+    claire = await logged_in(make_browser, "c.bernard@cig-demo.fr")
     assert (await claire.get(f"/employeurs/{ids['bellerive']}/agents")).status_code == 200
     assert (await claire.get(f"/employeurs/{ids['ccas']}/journal")).status_code == 200
     for key in ("sivom", "valfleuri"):
@@ -80,37 +77,31 @@ async def test_correspondent_is_refused_outside_portfolio(make_browser, runtime:
 
 async def test_portfolio_journal_shows_only_portfolio_events(make_browser, runtime: Runtime) -> None:
     ids = await employer_ids(runtime)
-    bellerive_ref = await make_browser()
-    await bellerive_ref.login("rh@bellerive.example")
+    bellerive_ref = await logged_in(make_browser, REFERENT)
     assert (await bellerive_ref.post(f"/employeurs/{ids['bellerive']}/agents", {
         "given_name": "Bérénice", "family_name": "Portefeuille", "email": "b.portefeuille@bellerive.example",
     })).status_code == 303
-    sivom_ref = await make_browser()
-    await sivom_ref.login("secretariat@coteaux.example")
+    sivom_ref = await logged_in(make_browser, "secretariat@coteaux.example")
     assert (await sivom_ref.post(f"/employeurs/{ids['sivom']}/agents", {
         "given_name": "Horace", "family_name": "Horsperimetre", "email": "h.horsperimetre@coteaux.example",
     })).status_code == 303
 
-    claire = await make_browser()
-    await claire.login("c.bernard@cig-demo.fr")
+    claire = await logged_in(make_browser, "c.bernard@cig-demo.fr")
     journal = await claire.get("/portefeuille/journal")
     assert journal.status_code == 200
     assert "Bérénice Portefeuille" in journal.text and "Compte créé" in journal.text
     assert "Horsperimetre" not in journal.text
-    antoine = await make_browser()
-    await antoine.login("a.petit@cig-demo.fr")
+    antoine = await logged_in(make_browser, "a.petit@cig-demo.fr")
     journal = await antoine.get("/portefeuille/journal")
     assert "Horace Horsperimetre" in journal.text and "Bérénice" not in journal.text
-    admin = await make_browser()
-    await admin.login("admin@cig-demo.fr")
+    admin = await logged_in(make_browser, CIG_ADMIN)
     everything = await admin.get("/admin/journal")
     assert "Horace Horsperimetre" in everything.text and "Bérénice Portefeuille" in everything.text
 
 
 async def test_referent_and_agent_have_no_portfolio(make_browser) -> None:
     for email in ("rh@bellerive.example", "agent@bellerive.example", "maire@bellerive.example"):
-        visitor = await make_browser()
-        await visitor.login(email)
+        visitor = await logged_in(make_browser, email)
         for url in ("/portefeuille", "/portefeuille/journal"):
             response = await visitor.get(url)
             assert response.status_code == 403, (email, url)

@@ -3,42 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import func, select
 
 from convergences.accounts.models import Account
 from convergences.audit.models import AuditEvent
-from convergences.db import transaction
 from convergences.employers.models import Employer, Membership
 from convergences.runtime import Runtime
 from convergences.security.models import LoginSession
+from tests.helpers import BELLERIVE, CIG_ADMIN, REFERENT, SIVOM, employer_id, logged_in, membership, rows, scalar
 from tests.mailbox import Mailbox, invitation_path
 
-BELLERIVE = "21930999900015"
-SIVOM = "25930999900011"
 JULIE = "agent@bellerive.example"
 LAST = "dernier référent administrateur"
 
 
-async def scalar(rt: Runtime, stmt):  # type: ignore[no-untyped-def]
-    async with transaction(rt.maker) as db:
-        return await db.scalar(stmt)
-
-
-async def rows(rt: Runtime, stmt) -> list[Any]:  # type: ignore[no-untyped-def]
-    async with transaction(rt.maker) as db:
-        return list((await db.scalars(stmt)).all())
-
-
-async def employer_id(rt: Runtime, siret: str = BELLERIVE) -> int:
-    return int(await scalar(rt, select(Employer.id).where(Employer.siret == siret)))
-
-
 async def member(rt: Runtime, email: str, siret: str = BELLERIVE) -> Membership:
-    found = await scalar(rt, select(Membership).join(Account, Membership.account_id == Account.id)
-                         .join(Employer, Membership.employer_id == Employer.id)
-                         .where(Account.email == email, Employer.siret == siret))
+    found = await membership(rt, email, siret)
     assert found is not None
     return found
 
@@ -56,12 +37,6 @@ async def referent_events(rt: Runtime) -> list[AuditEvent]:
 
 async def audit_count(rt: Runtime) -> int:
     return int(await scalar(rt, select(func.count()).select_from(AuditEvent)))
-
-
-async def logged_in(make_browser, email: str):  # type: ignore[no-untyped-def]
-    browser = await make_browser()
-    await browser.login(email)
-    return browser
 
 
 async def test_authority_designates_and_revokes(make_browser, runtime: Runtime) -> None:
@@ -109,7 +84,7 @@ async def test_last_active_referent_cannot_be_removed(make_browser, runtime: Run
 
 
 async def test_a_suspended_referent_does_not_count(make_browser, runtime: Runtime) -> None:
-    rh_browser = await logged_in(make_browser, "rh@bellerive.example")
+    rh_browser = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
     rh, paie = await member(runtime, "rh@bellerive.example"), await member(runtime, "paie@bellerive.example")
     assert (await rh_browser.post(f"/employeurs/{eid}/agents/{paie.id}/suspendre")).status_code == 303
@@ -157,7 +132,7 @@ async def test_correspondent_and_cig_admin_designate(make_browser, runtime: Runt
     correspondent = await logged_in(make_browser, "c.bernard@cig-demo.fr")
     assert (await correspondent.get(f"/employeurs/{eid}/referents")).status_code == 200
     assert (await correspondent.post(f"/employeurs/{eid}/referents/{julie.id}/designer")).status_code == 303
-    admin = await logged_in(make_browser, "admin@cig-demo.fr")
+    admin = await logged_in(make_browser, CIG_ADMIN)
     assert (await admin.post(f"/employeurs/{eid}/referents/{girard.id}/designer")).status_code == 303
     assert await referent_emails(runtime) == {"rh@bellerive.example", "paie@bellerive.example", JULIE,
                                               "l.girard@bellerive.example"}

@@ -7,17 +7,12 @@ import re
 from pathlib import Path
 
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select
 
 from convergences.app import create_app
-from convergences.db import transaction
-from convergences.employers.models import Employer
 from convergences.runtime import Runtime
 from convergences.settings import DatabaseSettings, MailSettings, Settings
 from tests.conftest import settings_with
-from tests.helpers import Browser
-
-BELLERIVE = "21930999900015"
+from tests.helpers import REFERENT, Browser, employer_id, logged_in
 
 
 def csp(response) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
@@ -56,18 +51,11 @@ def check_page_respects_csp(html: str, url: str) -> None:
     assert "<style" not in html.lower(), url
 
 
-async def employer_id(rt: Runtime) -> int:
-    async with transaction(rt.maker) as db:
-        return int(await db.scalar(select(Employer.id).where(Employer.siret == BELLERIVE)))
-
-
 async def test_headers_and_csp_on_pages(make_browser, runtime: Runtime) -> None:
     eid = await employer_id(runtime)
     anonymous = await make_browser()
-    referent = await make_browser()
-    await referent.login("rh@bellerive.example")
-    mayor = await make_browser()
-    await mayor.login("maire@bellerive.example")
+    referent = await logged_in(make_browser, REFERENT)
+    mayor = await logged_in(make_browser, "maire@bellerive.example")
     pages = [(anonymous, "/login", 200), (anonymous, "/invitation/faux", 410), (anonymous, "/n-existe-pas", 404),
              (referent, "/services", 200), (referent, f"/employeurs/{eid}", 200),
              (referent, f"/employeurs/{eid}/agents", 200), (referent, f"/employeurs/{eid}/journal", 200),

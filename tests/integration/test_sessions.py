@@ -11,40 +11,23 @@ from sqlalchemy import func, select, update
 from convergences.accounts.models import Account
 from convergences.app import create_app
 from convergences.db import transaction, utcnow
-from convergences.employers.models import Employer, Membership
+from convergences.employers.models import Membership
 from convergences.runtime import Runtime
 from convergences.security.models import LoginSession
 from convergences.security.tokens import digest
 from tests.conftest import settings_with
-from tests.helpers import Browser
-
-BELLERIVE = "21930999900015"
-VALFLEURI = "21930888800011"
-SIVOM = "25930999900011"
-
-
-async def scalar(rt: Runtime, stmt):  # type: ignore[no-untyped-def]
-    async with transaction(rt.maker) as db:
-        return await db.scalar(stmt)
-
-
-async def execute(rt: Runtime, stmt) -> None:  # type: ignore[no-untyped-def]
-    async with transaction(rt.maker) as db:
-        await db.execute(stmt)
-
-
-async def employer_id(rt: Runtime, siret: str = BELLERIVE) -> int:
-    return int(await scalar(rt, select(Employer.id).where(Employer.siret == siret)))
-
-
-async def account_id(rt: Runtime, email: str) -> int:
-    return int(await scalar(rt, select(Account.id).where(Account.email == email)))
-
-
-async def membership_id(rt: Runtime, email: str, siret: str = BELLERIVE) -> int:
-    return int(await scalar(rt, select(Membership.id).join(Account, Membership.account_id == Account.id)
-                            .join(Employer, Membership.employer_id == Employer.id)
-                            .where(Account.email == email, Employer.siret == siret)))
+from tests.helpers import (
+    CIG_ADMIN,
+    REFERENT,
+    VALFLEURI,
+    Browser,
+    account_id,
+    employer_id,
+    execute,
+    logged_in,
+    membership_id,
+    scalar,
+)
 
 
 async def sessions_of(rt: Runtime, email: str) -> list[LoginSession]:
@@ -141,16 +124,14 @@ async def test_logout_deletes_the_server_session(make_browser, runtime: Runtime)
 
 
 async def test_get_logout_does_not_end_the_session(make_browser, runtime: Runtime) -> None:
-    browser = await make_browser()
-    await browser.login("agent@bellerive.example")
+    browser = await logged_in(make_browser, "agent@bellerive.example")
     response = await browser.get("/logout")
     assert response.status_code in (404, 405)
     assert await is_logged_in(browser)
 
 
 async def test_idle_timeout(make_browser, runtime: Runtime) -> None:
-    browser = await make_browser()
-    await browser.login("agent@bellerive.example")
+    browser = await logged_in(make_browser, "agent@bellerive.example")
     email = "agent@bellerive.example"
     # 29 minutes idle: still alive, and the visit refreshes last_seen_at.
     await execute(runtime, update(LoginSession).values(last_seen_at=utcnow() - timedelta(minutes=29)))
@@ -165,8 +146,7 @@ async def test_idle_timeout(make_browser, runtime: Runtime) -> None:
 
 
 async def test_absolute_timeout(make_browser, runtime: Runtime) -> None:
-    browser = await make_browser()
-    await browser.login("agent@bellerive.example")
+    browser = await logged_in(make_browser, "agent@bellerive.example")
     row = (await sessions_of(runtime, "agent@bellerive.example"))[0]
     assert abs((row.expires_at - row.created_at) - timedelta(hours=12)) < timedelta(seconds=1)
     # Active every minute, but past the absolute lifetime: over.
@@ -213,8 +193,7 @@ async def test_suspension_ends_every_session_at_once(make_browser, runtime: Runt
     await phone.login(email)
     await laptop.login(email)
     assert len(await sessions_of(runtime, email)) == 2
-    referent = await make_browser()
-    await referent.login("rh@bellerive.example")
+    referent = await logged_in(make_browser, REFERENT)
     eid, mid = await employer_id(runtime), await membership_id(runtime, email)
     response = await referent.post(f"/employeurs/{eid}/agents/{mid}/suspendre")
     assert response.status_code == 303
@@ -228,10 +207,8 @@ async def test_suspension_ends_every_session_at_once(make_browser, runtime: Runt
 async def test_deletion_ends_every_session(make_browser, runtime: Runtime) -> None:
     # Nadia serves SIVOM (référent) and Val-Fleuri (agent); the CIG admin removes her from Val-Fleuri.
     email = "secretariat@coteaux.example"
-    nadia = await make_browser()
-    await nadia.login(email)
-    admin = await make_browser()
-    await admin.login("admin@cig-demo.fr")
+    nadia = await logged_in(make_browser, email)
+    admin = await logged_in(make_browser, CIG_ADMIN)
     eid, mid = await employer_id(runtime, VALFLEURI), await membership_id(runtime, email, VALFLEURI)
     response = await admin.post(f"/employeurs/{eid}/agents/{mid}/supprimer")
     assert response.status_code == 303
@@ -246,10 +223,8 @@ async def test_deletion_ends_every_session(make_browser, runtime: Runtime) -> No
 
 async def test_session_of_a_deleted_account_is_gone(make_browser, runtime: Runtime) -> None:
     email = "agent@bellerive.example"
-    agent = await make_browser()
-    await agent.login(email)
-    referent = await make_browser()
-    await referent.login("rh@bellerive.example")
+    agent = await logged_in(make_browser, email)
+    referent = await logged_in(make_browser, REFERENT)
     eid, mid = await employer_id(runtime), await membership_id(runtime, email)
     ids = [row.id for row in await sessions_of(runtime, email)]
     assert len(ids) == 1
@@ -266,8 +241,7 @@ async def test_login_again_ends_the_previous_session_of_the_browser(make_browser
     from convergences.db import transaction
     from convergences.security.models import LoginSession
 
-    visitor = await make_browser()
-    await visitor.login("agent@bellerive.example")
+    visitor = await logged_in(make_browser, "agent@bellerive.example")
     first = visitor.cookies.get("cvg_session")
     await visitor.login("agent@bellerive.example")
     assert visitor.cookies.get("cvg_session") != first

@@ -6,30 +6,17 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from convergences.accounts.models import Account
 from convergences.audit.models import AuditEvent
 from convergences.db import transaction, utcnow
-from convergences.employers.models import Employer, Membership
 from convergences.runtime import Runtime
 from convergences.security.models import LoginThrottle
 from convergences.security.throttle import account_key, ip_key
-from tests.helpers import Browser
+from tests.helpers import REFERENT, Browser, employer_id, execute, logged_in, membership_id, scalar
 
-BELLERIVE = "21930999900015"
 EMAIL = "agent@bellerive.example"
 PASSWORD = "Convergences demo 2026 !"
 WAIT = "Trop de tentatives de connexion infructueuses"
 LOGIN_FAILED = "Adresse électronique ou mot de passe incorrect."
-
-
-async def scalar(rt: Runtime, stmt):  # type: ignore[no-untyped-def]
-    async with transaction(rt.maker) as db:
-        return await db.scalar(stmt)
-
-
-async def execute(rt: Runtime, stmt) -> None:  # type: ignore[no-untyped-def]
-    async with transaction(rt.maker) as db:
-        await db.execute(stmt)
 
 
 async def throttle_row(rt: Runtime, key: str) -> LoginThrottle | None:
@@ -139,12 +126,8 @@ async def test_referent_unblocks_an_account(make_browser, runtime: Runtime) -> N
         await fail(agent)
     await hold(runtime, account_key(EMAIL), seconds=900)
     assert (await agent.post("/login", {"email": EMAIL, "password": PASSWORD})).status_code == 429
-    referent = await make_browser()
-    await referent.login("rh@bellerive.example")
-    async with transaction(runtime.maker) as db:
-        eid = await db.scalar(select(Employer.id).where(Employer.siret == BELLERIVE))
-        mid = await db.scalar(select(Membership.id).join(Account, Membership.account_id == Account.id)
-                              .where(Account.email == EMAIL, Membership.employer_id == eid))
+    referent = await logged_in(make_browser, REFERENT)
+    eid, mid = await employer_id(runtime), await membership_id(runtime, EMAIL)
     response = await referent.post(f"/employeurs/{eid}/agents/{mid}/debloquer")
     assert response.status_code == 303
     assert await throttle_row(runtime, account_key(EMAIL)) is None

@@ -15,7 +15,6 @@ run on PostgreSQL too.
 from __future__ import annotations
 
 import html
-import os
 import re
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,13 +28,10 @@ import pytest
 from httpx import AsyncBaseTransport, AsyncClient, Request, Response
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select
 
-from convergences.accounts.models import Account
-from convergences.db import transaction
-from convergences.employers.models import Employer
 from convergences.runtime import Runtime
 from convergences.seed import DEMO_PASSWORD
+from tests.conftest import database_url
 from tests.helpers import Browser
 
 with warnings.catch_warnings():
@@ -63,30 +59,14 @@ POST_LOGOUT_URI = "https://bip.test/au-revoir"
 AGENT = "agent@bellerive.example"          # bip, site, net-cotisations (consultation) at Bellerive
 MULTI = "secretariat@coteaux.example"      # site at SIVOM and at Val-Fleuri; bip at Val-Fleuri only
 NO_GRANT = "maire@bellerive.example"       # Bellerive authority, no application right
-BELLERIVE = "21930999900015"
-SIVOM = "25930999900011"
-VALFLEURI = "21930888800011"
 
 
 # --- backends ---------------------------------------------------------------------------------
 
-def _db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/convergences.db"
-    from tests.conftest import _counter
-
-    cluster = request.getfixturevalue("pg_cluster")
-    if cluster is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are required under CI=true")
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: PostgreSQL tests skipped")
-    return str(cluster.create_database(f"t{os.getpid()}_{next(_counter)}"))
-
-
 @pytest.fixture(params=["sqlite"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """SQLite only for the OIDC modules (PostgreSQL would double their time for little gain)."""
-    return _db_url(request, tmp_path)
+    return database_url(request, tmp_path)
 
 
 # Put on the few tests that must also run on PostgreSQL.
@@ -441,23 +421,3 @@ async def op(app: Litestar, runtime: Runtime) -> AsyncIterator[Provider]:
             yield provider
         finally:
             await provider.aclose()
-
-
-# --- database helpers ---------------------------------------------------------------------------
-
-async def scalar(rt: Runtime, stmt: Any) -> Any:
-    async with transaction(rt.maker) as db:
-        return await db.scalar(stmt)
-
-
-async def execute(rt: Runtime, stmt: Any) -> None:
-    async with transaction(rt.maker) as db:
-        await db.execute(stmt)
-
-
-async def account_id(rt: Runtime, email: str) -> int:
-    return int(await scalar(rt, select(Account.id).where(Account.email == email)))
-
-
-async def employer_id(rt: Runtime, siret: str) -> int:
-    return int(await scalar(rt, select(Employer.id).where(Employer.siret == siret)))

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select, update
 
 from convergences.db import transaction, utcnow
+from tests.helpers import account_id, execute
 from tests.oidc.conftest import (
     AGENT,
     AUTHORIZE,
@@ -26,8 +27,6 @@ from tests.oidc.conftest import (
     RP,
     Provider,
     Register,
-    account_id,
-    execute,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select, update
 
 from convergences.db import transaction, utcnow
-from tests.helpers import page_text
+from tests.helpers import SIVOM, VALFLEURI, employer_id, execute, page_text
 from tests.oidc.conftest import (
     AGENT,
     AUTHORIZE,
@@ -28,13 +28,9 @@ from tests.oidc.conftest import (
     POST_LOGOUT_URI,
     REDIRECT_URI,
     RP,
-    SIVOM,
-    VALFLEURI,
     Provider,
     Register,
     both_backends,
-    employer_id,
-    execute,
     forms,
     query,
 )

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from tests.browser.live import free_port
+from tests.browser.live import answers, free_port
 
 APACHE = os.environ.get("CONVERGENCES_APACHE", "/usr/sbin/apache2")
 MODULES = Path(os.environ.get("CONVERGENCES_APACHE_MODULES", "/usr/lib/apache2/modules"))
@@ -181,16 +177,8 @@ OIDCHTTPTimeoutShort 5
         stdout = (self.directory / "logs" / "stdout.log").open("wb")
         self.process = subprocess.Popen([APACHE, "-d", str(self.directory), "-f", str(self.conf_path),
                                          "-DFOREGROUND"], stdout=stdout, stderr=subprocess.STDOUT, env=_env())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"apache2 exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/public/ping.html", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        if answers(self.process, self.url + "/public/ping.html", timeout, "apache2", self.log):
+            return self
         self.stop()
         raise RuntimeError(f"Apache did not answer within {timeout}s:\n{self.log()}")
 
@@ -229,9 +217,6 @@ OIDCHTTPTimeoutShort 5
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _env() -> dict[str, str]:

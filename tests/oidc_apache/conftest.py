@@ -9,15 +9,12 @@ except under CI=true where they fail.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.browser.live import free_port
+from tests.helpers import scratch_directory, unavailable
 from tests.mailbox import Mailbox
 from tests.oidc_apache.apache import Apache, OidcClient, missing
 from tests.oidc_apache.portal import Portal
@@ -28,42 +25,36 @@ def apache_required() -> None:
     reason = missing()
     if reason is None:
         return
-    message = f"{reason} (install apache2 and libapache2-mod-auth-openidc with `make system-deps`)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + ": the mod_auth_openidc tests are required under CI=true")
-    pytest.skip(message + ": mod_auth_openidc tests skipped")
+    unavailable(f"{reason} (install apache2 and libapache2-mod-auth-openidc with `make system-deps`)",
+                "mod_auth_openidc tests")
 
 
 @pytest.fixture(scope="module")
 def portal(apache_required: None, mailbox: Mailbox) -> Iterator[Portal]:
-    directory = Path(tempfile.mkdtemp(prefix="convergences-oidc-portal-"))
-    server = Portal(directory, smtp_port=mailbox.port).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        if os.environ.get("CONVERGENCES_KEEP_BROWSER_DIR") != "1":
-            shutil.rmtree(directory, ignore_errors=True)
+    with scratch_directory("convergences-oidc-portal-") as directory:
+        server = Portal(directory, smtp_port=mailbox.port).start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="module", params=["client_secret_basic", "client_secret_post"])
 def apache(request: pytest.FixtureRequest, portal: Portal) -> Iterator[Apache]:
     """One Apache per token endpoint authentication method of the contract, each its own registered client."""
-    directory = Path(tempfile.mkdtemp(prefix="convergences-apache-"))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    out = portal.cli("client", "create", "--application", "bip",
-                     "--redirect-uri", f"{base}/protected/redirect_uri", "--alg", "RS256",
-                     "--backchannel-logout-uri", f"{base}/protected/redirect_uri?logout=backchannel",
-                     "--post-logout-redirect-uri", f"{base}/public/logged-out.html")
-    registered = json.loads(out[out.index("{"):out.rindex("}") + 1])
-    server = Apache(directory, portal.url + "/.well-known/openid-configuration",
-                    OidcClient(registered["client_id"], registered["client_secret"]), port=port,
-                    token_endpoint_auth=request.param)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        if os.environ.get("CONVERGENCES_KEEP_BROWSER_DIR") != "1":
-            server.cleanup()
+    with scratch_directory("convergences-apache-") as directory:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        out = portal.cli("client", "create", "--application", "bip",
+                         "--redirect-uri", f"{base}/protected/redirect_uri", "--alg", "RS256",
+                         "--backchannel-logout-uri", f"{base}/protected/redirect_uri?logout=backchannel",
+                         "--post-logout-redirect-uri", f"{base}/public/logged-out.html")
+        registered = json.loads(out[out.index("{"):out.rindex("}") + 1])
+        server = Apache(directory, portal.url + "/.well-known/openid-configuration",
+                        OidcClient(registered["client_id"], registered["client_secret"]), port=port,
+                        token_endpoint_auth=request.param)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
