@@ -68,6 +68,7 @@ ALLOW_LIST: dict[str, str] = {
 SCOPED_LISTINGS: dict[str, frozenset[str]] = {
     "/portefeuille": frozenset({"correspondent"}),  # progress of the correspondent's own portfolio
     "/portefeuille/journal": frozenset({"correspondent"}),  # journals of the correspondent's own portfolio
+    "/portefeuille/journal.csv": frozenset({"correspondent"}),  # the same, as CSV
 }
 
 # Known path parameters, and what the walk puts there. Anything else fails the walk.

@@ -173,7 +173,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     template_config = TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine,
                                      engine_callback=_configure_templates)
     csrf = CSRFConfig(secret=settings.secret_key, cookie_name="cvg_csrf", cookie_secure=settings.secure_cookies,
-                      cookie_httponly=True, cookie_samesite="lax", exclude=["/healthz", *CSRF_EXEMPT])
+                      cookie_httponly=True, cookie_samesite="lax", exclude=["^/healthz/?$", *CSRF_EXEMPT])
     app = Litestar(
         route_handlers=[accounts_router, employers_router, admin_router, oidc_router,
                         create_static_files_router(path="/static", directories=[STATIC_DIR], name="static",

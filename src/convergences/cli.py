@@ -1,4 +1,4 @@
-"""The ``convergences`` command: serve, migrate, seed, demo, create-admin, maintenance."""
+"""The ``convergences`` command: serve, migrate, seed, demo, create-admin, maintenance, audit verify."""
 
 from __future__ import annotations
 
@@ -146,6 +146,38 @@ def maintenance_cmd() -> None:
 
     mails, logouts = asyncio.run(run())
     click.echo(f"Courriels remis : {mails} ; déconnexions d'applications remises : {logouts}")
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The journal (append-only, hash-chained)."""
+
+
+@audit_group.command("verify")
+def audit_verify_cmd() -> None:
+    """Recompute the journal's hash chain; exit 1 and name the first broken link, 0 when intact."""
+    import convergences.models  # noqa: F401 - every mapper
+    from convergences.audit.services import ChainReport, verify
+    from convergences.db import transaction
+    from convergences.runtime import Runtime
+
+    async def run() -> ChainReport:
+        rt = Runtime.build(load_settings())
+        try:
+            async with transaction(rt.maker) as db:
+                return await verify(db)
+        finally:
+            await rt.close()
+
+    report = asyncio.run(run())
+    if report.intact:
+        click.echo(f"Journal intègre : {report.checked} entrée(s) vérifiée(s).")
+        return
+    where = f"entrée n° {report.broken_id}" if report.broken_id is not None else "fin du journal"
+    seq = f" (séquence {report.broken_seq})" if report.broken_seq is not None else ""
+    click.echo(f"Journal altéré : premier maillon rompu à l'{where}{seq} : {report.problem}. "
+               f"{report.checked} entrée(s) intègre(s) avant elle.", err=True)
+    sys.exit(1)
 
 
 @main.group("client")

@@ -17,6 +17,7 @@ from convergences.oidc.models import (  # noqa: E402
     OAuthToken,
     RpSession,
     SigningKey,
+    SubjectSalt,
 )
 
-__all__ += ["AuthorizationCode", "Client", "LogoutDelivery", "OAuthToken", "RpSession", "SigningKey"]
+__all__ += ["AuthorizationCode", "Client", "LogoutDelivery", "OAuthToken", "RpSession", "SigningKey", "SubjectSalt"]

@@ -38,6 +38,8 @@ class Runtime:
     invitations: Signer
     # Background deliveries in flight (strong references, so none is garbage-collected mid-way).
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Values read once from the database and constant afterwards (e.g. the OIDC subject salt).
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:

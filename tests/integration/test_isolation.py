@@ -235,6 +235,7 @@ HANDLER_PERMISSION: dict[str, Permission] = {
     "referents": P.REFERENTS_DESIGNATE, "referent_create": P.REFERENTS_DESIGNATE,
     "referent_designate": P.REFERENTS_DESIGNATE, "referent_revoke": P.REFERENTS_DESIGNATE,
     "employer_journal": P.JOURNAL_VIEW,
+    "employer_journal_csv": P.JOURNAL_VIEW,
 }
 
 IN_SCOPE = {

@@ -57,3 +57,22 @@ def test_keys_rotate_command(tmp_path: Path) -> None:
     out = subprocess.run([str(bin_dir / "convergences"), "keys", "rotate"], env=env, check=True,
                          capture_output=True, text=True).stdout
     assert out.count("Nouvelle clé publiée") == 2 and "es256-" in out and "rs256-" in out
+
+
+async def test_a_new_server_secret_replaces_undecryptable_keys(runtime, settings) -> None:
+    from dataclasses import replace
+
+    from convergences.runtime import Runtime
+
+    async with transaction(runtime.maker) as db:
+        old = await keys.signing_key(db, runtime.settings, "ES256")
+    rotated = Runtime.build(replace(settings, secret_key="a-brand-new-secret-" + "q" * 32))
+    try:
+        async with transaction(rotated.maker) as db:
+            fresh = await keys.signing_key(db, rotated.settings, "ES256")
+            assert fresh.kid != old.kid
+            assert keys.sign(rotated.settings, fresh, {"sub": "x"})
+            # The old key stays published for the tokens it signed.
+            assert old.kid in {k["kid"] for k in (await keys.jwks(db))["keys"]}
+    finally:
+        await rotated.close()

@@ -15,6 +15,8 @@ from convergences.audit.services import record
 from convergences.authz import Actor
 from convergences.db import transaction, utcnow
 from convergences.employers.models import Employer, Membership, PortfolioEntry
+from convergences.oidc.models import RpSession
+from convergences.oidc.services import ProviderService, kick_logouts
 from convergences.runtime import Runtime
 from convergences.security.models import LoginSession
 from convergences.security.passwords import password_problems
@@ -115,17 +117,28 @@ class AuthService:
             account.last_login_at = utcnow()
             await self.rt.throttle.success(db, email)
             previous = await self.rt.sessions.load(db, previous_cookie)
-            if previous is not None:
-                await self.rt.sessions.end(db, previous.id)
             new = self.rt.sessions.create(db, account.id, ip, user_agent)
+            ended_applications = 0
+            if previous is not None:
+                # The applications' sessions opened from the previous portal session must not be
+                # orphaned: the same person keeps them (re-authentication, prompt=login / max_age),
+                # anyone else ends them (back-channel logout, tokens revoked).
+                if previous.account_id == account.id:
+                    await db.execute(update(RpSession).where(
+                        RpSession.login_session_id == previous.id, RpSession.ended_at.is_(None))
+                        .values(login_session_id=new.row.id))
+                else:
+                    ended_applications = await ProviderService(self.rt).end_rp_sessions(
+                        db, account_id=previous.account_id, login_session_id=previous.id)
+                await self.rt.sessions.end(db, previous.id)
             record(db, None, Action.LOGIN_SUCCESS, target_type="account", target_id=account.id,
                    target_label=account.full_name, after={"factor": "password"}, ip=ip)
+        if ended_applications:
+            kick_logouts(self.rt)
         return LoginResult(True, cookie_value=new.cookie_value)
 
     async def logout(self, actor: Actor) -> None:
         """End the portal session and the applications' sessions opened from it (back-channel logout)."""
-        from convergences.oidc.services import ProviderService, kick_logouts
-
         if actor.session_id is None:
             return
         async with transaction(self.rt.maker) as db:
@@ -191,9 +204,14 @@ class AuthService:
             await db.execute(update(Invitation).where(Invitation.account_id == account.id,
                                                       Invitation.used_at.is_(None))
                              .values(revoked_at=utcnow()))
+            # A new password (a re-invitation is how a forgotten or compromised one is reset) ends
+            # every session: the portal's and the applications' (tokens revoked, back-channel logout).
+            ended_applications = await ProviderService(self.rt).end_rp_sessions(db, account_id=account.id)
             await self.rt.sessions.end_all(db, account.id)
             record(db, None, Action.PASSWORD_SET, employer_id=invitation.employer_id, target_type="account",
                    target_id=account.id, target_label=account.full_name, ip=ip)
+        if ended_applications:
+            kick_logouts(self.rt)
         return {}
 
 

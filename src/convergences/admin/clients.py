@@ -92,7 +92,8 @@ class ClientAdminService:
                 client = await db.scalar(select(Client).where(Client.client_id == client_id))
                 assert client is not None
                 audit.record(db, actor, Action.CLIENT_CREATE, target_type="oidc_client", target_id=client.id,
-                             target_label=f"{client.client_id} ({app_name})", after=client_fields(client))
+                             target_label=f"{client.client_id} ({app_name})", after=client_fields(client),
+                             application_id=client.application_id)
         except Exception:
             async with transaction(self.rt.maker) as db:
                 await db.execute(delete(Client).where(Client.client_id == client_id))
@@ -126,6 +127,7 @@ class ClientAdminService:
             if before != after:
                 audit.record(db, actor, Action.CLIENT_UPDATE, target_type="oidc_client", target_id=client.id,
                              target_label=f"{client.client_id} ({application.name})", before=before,
+                             application_id=application.id,
                              after={**after, **({"secret": "régénéré"} if secret else {})})
             return client, secret
 
@@ -142,7 +144,7 @@ class ClientAdminService:
             client.secret_hash = secret_hash
             audit.record(db, actor, Action.CLIENT_SECRET_ROTATE, target_type="oidc_client", target_id=client.id,
                          target_label=f"{client.client_id} ({application.name})",
-                         after={"client_id": client.client_id})
+                         after={"client_id": client.client_id}, application_id=application.id)
             return client, secret
 
     async def delete_client(self, actor: Actor, application_id: int, client_pk: int) -> Client:
@@ -152,7 +154,8 @@ class ClientAdminService:
         async with transaction(self.rt.maker) as db:
             application, client = await _client_of(db, application_id, client_pk)
             audit.record(db, actor, Action.CLIENT_DELETE, target_type="oidc_client", target_id=client.id,
-                         target_label=f"{client.client_id} ({application.name})", before=client_fields(client))
+                         target_label=f"{client.client_id} ({application.name})", before=client_fields(client),
+                         application_id=application.id)
             await db.execute(delete(Client).where(Client.id == client.id))
             return client
 

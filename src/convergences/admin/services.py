@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, distinct, func, select
+from sqlalchemy import Select, case, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convergences.accounts.models import Account
@@ -17,7 +17,7 @@ from convergences.audit import services as audit
 from convergences.audit.actions import Action
 from convergences.audit.models import AuditEvent
 from convergences.authz import Actor, Permission, require
-from convergences.db import transaction
+from convergences.db import transaction, utcnow
 from convergences.employers.models import Employer, Membership, PortfolioEntry
 from convergences.employers.services import get_employer
 from convergences.errors import NotFound, ServiceError
@@ -360,21 +360,37 @@ class AdminService:
         require(actor, P.EMPLOYERS_MANAGE)
         return await self.progress(actor, q)
 
-    async def global_journal(self, actor: Actor, page: int = 1) -> tuple[list[AuditEvent], int]:
-        """Every journal entry, newest first (CIG admin only). Raises NotAuthorized."""
+    async def global_journal(self, actor: Actor, page: int = 1,
+                             filters: audit.JournalFilter | None = None) -> audit.JournalPage:
+        """Every journal entry, filtered, newest first (CIG admin only). Raises NotAuthorized."""
         require(actor, P.CIG_JOURNAL_VIEW)
         async with transaction(self.rt.maker) as db:
-            return await audit.page(db, audit.everything(), page)
+            return await audit.filtered_page(db, audit.everything(), filters or audit.JournalFilter(), page)
 
-    async def journal(self, actor: Actor, page: int = 1) -> tuple[list[AuditEvent], int]:
-        """The CIG admin sees everything; a correspondent the journals of their portfolio."""
+    def _journal_scope(self, actor: Actor) -> Select[tuple[AuditEvent]]:
         if actor.is_cig_admin:
-            query = audit.everything()
-        else:
-            require(actor, P.PROGRESS_VIEW)
-            query = audit.for_employers(sorted(actor.portfolio))
+            return audit.everything()
+        require(actor, P.PROGRESS_VIEW)
+        return audit.for_employers(sorted(actor.portfolio))
+
+    async def journal(self, actor: Actor, page: int = 1,
+                      filters: audit.JournalFilter | None = None) -> audit.JournalPage:
+        """The CIG admin sees everything; a correspondent the journals of their portfolio."""
+        query = self._journal_scope(actor)
         async with transaction(self.rt.maker) as db:
-            return await audit.page(db, query, page)
+            return await audit.filtered_page(db, query, filters or audit.JournalFilter(), page)
+
+    async def journal_csv(self, actor: Actor, filters: audit.JournalFilter, *, everything: bool) -> tuple[str, str]:
+        """The filtered journal as CSV: the global one (``everything``, CIG admin only) or the actor's
+        portfolio's. Returns (body, file name). Raises NotAuthorized."""
+        if everything:
+            require(actor, P.CIG_JOURNAL_VIEW)
+            query, name = audit.everything(), "journal-global"
+        else:
+            query, name = self._journal_scope(actor), "journal-portefeuille"
+        async with transaction(self.rt.maker) as db:
+            body = await audit.export(db, query, filters)
+            return body, f"{name}-{utcnow():%Y%m%d}.csv"
 
 
 

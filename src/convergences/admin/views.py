@@ -15,12 +15,13 @@ from litestar.response import Template
 from convergences.accounts.views import Form
 from convergences.admin.clients import ClientAdminService, ClientInput
 from convergences.admin.services import AdminService, ApplicationInput, EmployerInput, PersonInput
+from convergences.audit import views as journal_views
 from convergences.authz import Actor
 from convergences.errors import ServiceError
 from convergences.forms import NAME_RE, ApplicationForm, EmployerForm, PersonForm, url_problem
 from convergences.oidc.keys import ALGORITHMS
 from convergences.oidc.models import Client
-from convergences.web import current, int_list, page_number, provide_actor, redirect, render, runtime, text
+from convergences.web import current, int_list, provide_actor, redirect, render, runtime, text
 
 ADMIN = "/admin"
 PHONE_RE = re.compile(r"^[0-9+() .-]{6,30}$")
@@ -454,10 +455,16 @@ async def correspondent_create(request: Request[Any, Any, Any], actor: Actor,
 
 @get(ADMIN + "/journal", name="admin_journal")
 async def admin_journal(request: Request[Any, Any, Any], actor: Actor) -> Template:
-    number = page_number(request.query_params.get("page"))
-    events, total = await _svc(request).global_journal(actor, number)
-    return render(request, "admin/journal.html", actor=actor, nav="admin", events=events, total=total,
-                  page=number)
+    filters, number = journal_views.filters_of(request), journal_views.number_of(request)
+    found = await _svc(request).global_journal(actor, number, filters)
+    return journal_views.render_journal(request, "admin/journal.html", found, filters, number, ADMIN + "/journal",
+                                        actor=actor, nav="admin")
+
+
+@get(ADMIN + "/journal.csv", name="admin_journal_csv")
+async def admin_journal_csv(request: Request[Any, Any, Any], actor: Actor) -> Response[str]:
+    body, filename = await _svc(request).journal_csv(actor, journal_views.filters_of(request), everything=True)
+    return journal_views.csv_download(body, filename)
 
 
 # -- correspondent's portfolio ---------------------------------------------------------------------
@@ -472,10 +479,16 @@ async def portfolio(request: Request[Any, Any, Any], actor: Actor) -> Template:
 
 @get("/portefeuille/journal", name="portfolio_journal")
 async def portfolio_journal(request: Request[Any, Any, Any], actor: Actor) -> Template:
-    number = page_number(request.query_params.get("page"))
-    events, total = await _svc(request).journal(actor, number)
-    return render(request, "portfolio/journal.html", actor=actor, nav="portfolio", events=events, total=total,
-                  page=number)
+    filters, number = journal_views.filters_of(request), journal_views.number_of(request)
+    found = await _svc(request).journal(actor, number, filters)
+    return journal_views.render_journal(request, "portfolio/journal.html", found, filters, number,
+                                        "/portefeuille/journal", actor=actor, nav="portfolio")
+
+
+@get("/portefeuille/journal.csv", name="portfolio_journal_csv")
+async def portfolio_journal_csv(request: Request[Any, Any, Any], actor: Actor) -> Response[str]:
+    body, filename = await _svc(request).journal_csv(actor, journal_views.filters_of(request), everything=False)
+    return journal_views.csv_download(body, filename)
 
 
 # -- public ----------------------------------------------------------------------------------------
@@ -492,4 +505,4 @@ router = Router(path="/", dependencies={"actor": Provide(provide_actor)}, route_
     dashboard, employers, employer_create, employer_page, employer_update, authority_add, applications,
     application_create, application_page, application_update, clients, client_create, client_page,
     client_update, client_secret, client_delete_confirm, client_delete, correspondents, correspondent_create,
-    admin_journal, portfolio, portfolio_journal, accessibility])
+    admin_journal, admin_journal_csv, portfolio, portfolio_journal, portfolio_journal_csv, accessibility])

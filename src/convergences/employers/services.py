@@ -17,7 +17,6 @@ from convergences.accounts.services import normalize_email, send_invitation
 from convergences.applications.models import Application, Grant, Subscription
 from convergences.audit import services as audit
 from convergences.audit.actions import Action
-from convergences.audit.models import AuditEvent
 from convergences.authz import Actor, Permission, require
 from convergences.db import transaction, utcnow
 from convergences.employers.models import Employer, Membership, PortfolioEntry
@@ -172,11 +171,22 @@ class EmployerService:
                 row.grants[grant.application_id] = grant
             return row
 
-    async def journal(self, actor: Actor, employer_id: int, page: int = 1) -> tuple[list[AuditEvent], int]:
+    async def journal(self, actor: Actor, employer_id: int, page: int = 1,
+                      filters: audit.JournalFilter | None = None) -> audit.JournalPage:
+        """The employer's journal, filtered, newest first. Raises NotAuthorized, NotFound."""
         require(actor, P.JOURNAL_VIEW, employer_id)
         async with transaction(self.rt.maker) as db:
             await get_employer(db, employer_id)
-            return await audit.page(db, audit.for_employer(employer_id), page)
+            return await audit.filtered_page(db, audit.for_employer(employer_id),
+                                             filters or audit.JournalFilter(), page)
+
+    async def journal_csv(self, actor: Actor, employer_id: int, filters: audit.JournalFilter) -> tuple[str, str]:
+        """The employer's filtered journal as CSV, and its file name. Raises NotAuthorized, NotFound."""
+        require(actor, P.JOURNAL_VIEW, employer_id)
+        async with transaction(self.rt.maker) as db:
+            employer = await get_employer(db, employer_id)
+            body = await audit.export(db, audit.for_employer(employer_id), filters)
+            return body, f"journal-{employer.siret}-{utcnow():%Y%m%d}.csv"
 
     # -- agents --------------------------------------------------------------------------------
 
@@ -353,17 +363,17 @@ class EmployerService:
                 grant = Grant(membership_id=membership.id, application_id=application.id, role=role)
                 db.add(grant)
                 audit.record(db, actor, Action.GRANT_ADD, employer_id=employer_id, target_type="grant",
-                             target_id=membership.id, target_label=label,
+                             target_id=membership.id, target_label=label, application_id=application.id,
                              after={"application": application.slug, "role": role})
             elif enabled and grant is not None and grant.role != role:
                 audit.record(db, actor, Action.GRANT_CHANGE, employer_id=employer_id, target_type="grant",
-                             target_id=membership.id, target_label=label,
+                             target_id=membership.id, target_label=label, application_id=application.id,
                              before={"application": application.slug, "role": grant.role},
                              after={"application": application.slug, "role": role})
                 grant.role = role
             elif not enabled and grant is not None:
                 audit.record(db, actor, Action.GRANT_REVOKE, employer_id=employer_id, target_type="grant",
-                             target_id=membership.id, target_label=label,
+                             target_id=membership.id, target_label=label, application_id=application.id,
                              before={"application": application.slug, "role": grant.role})
                 await db.delete(grant)
                 # Losing the right ends the application's session for this employer, at once.

@@ -9,6 +9,7 @@ from litestar.di import Provide
 from litestar.response import Template
 
 from convergences.accounts.views import Form
+from convergences.audit import views as journal_views
 from convergences.authz import Actor, Permission, may
 from convergences.employers.services import AgentInput, EmployerService
 from convergences.errors import FormInvalid, ServiceError
@@ -239,14 +240,20 @@ async def referent_revoke(request: Request[Any, Any, Any], actor: Actor, employe
 
 @get(BASE + "/journal", name="employer_journal")
 async def journal(request: Request[Any, Any, Any], actor: Actor, employer_id: int) -> Template:
-    number = page_number(request.query_params.get("page"))
-    events, total = await _svc(request).journal(actor, employer_id, number)
-    overview = await _svc(request).overview(actor, employer_id)
-    return render(request, "employers/journal.html", actor=actor, events=events, total=total, page=number,
-                  **overview)
+    filters, number = journal_views.filters_of(request), journal_views.number_of(request)
+    found = await _svc(request).journal(actor, employer_id, number, filters)
+    overview = await _svc(request).overview(actor, employer_id) if not is_htmx(request) else {}
+    return journal_views.render_journal(request, "employers/journal.html", found, filters, number,
+                                        f"/employeurs/{employer_id}/journal", actor=actor, **overview)
+
+
+@get(BASE + "/journal.csv", name="employer_journal_csv")
+async def journal_csv(request: Request[Any, Any, Any], actor: Actor, employer_id: int) -> Response[str]:
+    body, filename = await _svc(request).journal_csv(actor, employer_id, journal_views.filters_of(request))
+    return journal_views.csv_download(body, filename)
 
 
 router = Router(path="/", dependencies={"actor": Provide(provide_actor)}, route_handlers=[
     employer_home, agents, agent_create, agent_page, agent_update, agent_suspend, agent_reactivate, agent_invite,
     agent_unthrottle, agent_delete_confirm, agent_delete, grant_toggle, referents, referent_create,
-    referent_designate, referent_revoke, journal])
+    referent_designate, referent_revoke, journal, journal_csv])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from datetime import timedelta
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -20,6 +22,7 @@ from convergences.oidc.models import SigningKey
 from convergences.settings import Settings
 
 ALGORITHMS = ("ES256", "RS256")
+log = logging.getLogger(__name__)
 
 
 def _aead(secret_key: str) -> AESGCM:
@@ -73,11 +76,26 @@ async def signing_key(db: AsyncSession, settings: Settings, alg: str) -> Signing
         SigningKey.alg == alg, SigningKey.activated_at <= now,
         or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > now))
         .order_by(SigningKey.activated_at.desc()).limit(1))
+    if key is not None and not _usable(settings, key):
+        # Encrypted under a previous server secret: it cannot sign any more. Retire it (still published
+        # while tokens it signed may live) and sign with a fresh key from now on.
+        log.warning("signing key %s cannot be decrypted with the current secret: replaced", key.kid)
+        key.retired_at = now
+        key.remove_after = now + timedelta(seconds=settings.oidc.id_token_seconds)
+        key = None
     if key is None:
         key = new_key(settings, alg)
         db.add(key)
         await db.flush()
     return key
+
+
+def _usable(settings: Settings, key: SigningKey) -> bool:
+    try:
+        decrypt_private(settings.secret_key, key.private_encrypted)
+    except InvalidTag:
+        return False
+    return True
 
 
 def sign(settings: Settings, key: SigningKey, claims: dict[str, Any], typ: str = "JWT") -> str:

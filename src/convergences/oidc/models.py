@@ -28,6 +28,16 @@ class SigningKey(CreatedAtMixin, Base):
     remove_after: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class SubjectSalt(Base):
+    """The key of the ``sub`` pseudonyms: random, created once, never rotated (unlike the server secret),
+    so that every application keeps the same ``sub`` for a person forever."""
+
+    __tablename__ = "oidc_subject_salt"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    salt: Mapped[str] = mapped_column(String(100))
+
+
 class Client(CreatedAtMixin, Base):
     """The protocol side of an application (one application, one or more clients)."""
 

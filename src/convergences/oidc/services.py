@@ -20,7 +20,7 @@ from convergences.applications.models import Application, Grant, Subscription
 from convergences.db import transaction, utcnow
 from convergences.employers.models import Employer, Membership
 from convergences.oidc import keys
-from convergences.oidc.models import AuthorizationCode, Client, LogoutDelivery, OAuthToken, RpSession
+from convergences.oidc.models import AuthorizationCode, Client, LogoutDelivery, OAuthToken, RpSession, SubjectSalt
 from convergences.runtime import Runtime
 from convergences.security.tokens import digest
 
@@ -122,11 +122,28 @@ async def referents_of(db: AsyncSession, account_id: int) -> list[tuple[str, str
     return [(e, f"{g} {f}", m) for e, g, f, m in rows]
 
 
-def subject(rt: Runtime, client: Client, account_id: int) -> str:
-    """A stable opaque ``sub`` per person (or per person and application when pairwise)."""
+async def subject(db: AsyncSession, rt: Runtime, client: Client, account_id: int) -> str:
+    """A stable opaque ``sub`` per person (or per person and application when pairwise).
+
+    Keyed by the subject salt (created once in the database), not by the server secret: rotating the
+    secret after an incident must not change anybody's ``sub`` in the applications."""
+    key = await _subject_key(db, rt)
     base = f"account:{account_id}" + (f"|client:{client.client_id}" if client.pairwise_sub else "")
-    mac = hmac.new(rt.settings.secret_key.encode(), base.encode(), hashlib.sha256).digest()
+    mac = hmac.new(key, base.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac[:18]).decode()
+
+
+async def _subject_key(db: AsyncSession, rt: Runtime) -> bytes:
+    cached = rt.cache.get("subject_key")
+    if isinstance(cached, bytes):
+        return cached
+    row = await db.get(SubjectSalt, 1)
+    if row is None:  # a database made without the migrations (tests' create_all)
+        row = SubjectSalt(id=1, salt=secrets.token_urlsafe(48))
+        db.add(row)
+        await db.flush()
+    rt.cache["subject_key"] = row.salt.encode()
+    return rt.cache["subject_key"]  # type: ignore[no-any-return]
 
 
 def s256(verifier: str) -> str:
@@ -217,8 +234,12 @@ class ProviderService:
                 .values(used_at=utcnow()))).rowcount == 1  # type: ignore[attr-defined]
         if not claimed:
             async with transaction(self.rt.maker) as db:
-                await db.execute(update(OAuthToken).where(OAuthToken.code_hash == code_hash,
-                                                          OAuthToken.revoked_at.is_(None)).values(revoked_at=utcnow()))
+                # What the code gave, and what was rotated from it since (same refresh family).
+                families = select(OAuthToken.family).where(OAuthToken.code_hash == code_hash,
+                                                           OAuthToken.family.is_not(None)).scalar_subquery()
+                await db.execute(update(OAuthToken).where(
+                    (OAuthToken.code_hash == code_hash) | OAuthToken.family.in_(families),
+                    OAuthToken.revoked_at.is_(None)).values(revoked_at=utcnow()))
             raise OAuthError("invalid_grant", "Ce code a déjà été utilisé.")
         async with transaction(self.rt.maker) as db:
             row = await db.get(AuthorizationCode, code_hash)
@@ -299,7 +320,7 @@ class ProviderService:
         assert account is not None and employer is not None
         scopes = set(scope.split())
         claims: dict[str, Any] = {
-            "iss": self.issuer, "sub": subject(self.rt, client, account_id), "aud": client.client_id,
+            "iss": self.issuer, "sub": await subject(db, self.rt, client, account_id), "aud": client.client_id,
             "iat": int(now.timestamp()), "exp": int(now.timestamp()) + settings.id_token_seconds,
             "auth_time": int(auth_time.timestamp()), "amr": ["pwd"], "sid": sid, "azp": client.client_id,
             "at_hash": _half_hash(access),
@@ -336,7 +357,7 @@ class ProviderService:
             role = next((r for e, r in elig.employers if e.id == row.employer_id), "missing")
             if role == "missing":
                 raise OAuthError("invalid_token", "Le droit d'accès a été retiré.", 401)
-            claims = {"sub": subject(self.rt, client, account.id),
+            claims = {"sub": await subject(db, self.rt, client, account.id),
                       **user_claims(account, set(row.scope.split()), client, employer, role, elig.application)}
             claims.update(requested_claims(row.claims_request, "userinfo", claims, account, client, employer,
                                            role, elig.application))
@@ -371,7 +392,7 @@ class ProviderService:
                 return {"active": False}
             employer = await db.get(Employer, row.employer_id)
             return {"active": True, "client_id": client.client_id, "scope": row.scope,
-                    "sub": subject(self.rt, client, row.account_id), "token_type": row.kind,
+                    "sub": await subject(db, self.rt, client, row.account_id), "token_type": row.kind,
                     "exp": int(row.expires_at.timestamp()), "iat": int(row.created_at.timestamp()),
                     "iss": self.issuer, "aud": client.client_id,
                     **({"employer": {"siret": employer.siret, "name": employer.name}}
@@ -403,7 +424,7 @@ class ProviderService:
                 token = keys.sign(self.rt.settings, key, {
                     "iss": self.issuer, "aud": client.client_id, "iat": int(now.timestamp()),
                     "exp": int(now.timestamp()) + 120, "jti": secrets.token_urlsafe(16),
-                    "sub": subject(self.rt, client, account_id), "sid": rp.sid,
+                    "sub": await subject(db, self.rt, client, account_id), "sid": rp.sid,
                     "events": {BACKCHANNEL_EVENT: {}}}, typ="logout+jwt")
                 db.add(LogoutDelivery(client_pk=client.id, uri=client.backchannel_logout_uri, logout_token=token,
                                       next_attempt_at=now))
