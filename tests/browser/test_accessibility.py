@@ -124,7 +124,8 @@ def crawl(seen: Visitor, audit: Audit, origin: str) -> list[str]:
         if "text/html" not in content_type:
             continue
         audit.check(seen, f"GET {path}")
-        for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"):
+        # Download links (CSV exports) are files, not pages to audit.
+        for href in page.eval_on_selector_all("a[href]:not([download])", "links => links.map(a => a.href)"):
             parts = urlsplit(href)
             if f"{parts.scheme}://{parts.netloc}" != origin or parts.path.startswith(SKIPPED_PREFIXES):
                 continue
