@@ -54,20 +54,25 @@ async def agents(request: Request[Any, Any, Any], actor: Actor, employer_id: int
     return render(request, "employers/agents.html", "employers/_agents_table.html", **context)
 
 
+async def _attempt(call: Any) -> tuple[Any, dict[str, str]]:
+    """Run one service call; return (result, {}) or (None, French per-field errors)."""
+    try:
+        return await call, {}
+    except FormInvalid as exc:
+        return None, exc.errors
+    except ServiceError as exc:
+        return None, {exc.field or "form": exc.message}
+
+
 @post(BASE + "/agents", name="agent_create")
 async def agent_create(request: Request[Any, Any, Any], actor: Actor, employer_id: int,
                        data: dict[str, Any] = Form) -> Response[Any]:
     form = PersonForm.parse(data)
-    try:
-        _, attached = await _svc(request).create_agent(actor, employer_id, AgentInput(**form.__dict__),
-                                                       errors=form.validate())
-    except FormInvalid as exc:
-        errors = exc.errors
-    except ServiceError as exc:
-        errors = {exc.field or "form": exc.message}
-    else:
+    created, errors = await _attempt(_svc(request).create_agent(
+        actor, employer_id, AgentInput(**form.__dict__), errors=form.validate()))
+    if not errors:
         message = (f"{form.given_name} {form.family_name} avait déjà un compte Convergences : il est "
-                   "maintenant rattaché à votre employeur." if attached else
+                   "maintenant rattaché à votre employeur." if created[1] else
                    f"Le compte de {form.given_name} {form.family_name} est créé ; une invitation lui a été "
                    "envoyée par courriel.")
         return redirect(request, f"/employeurs/{employer_id}/agents", message)
@@ -78,11 +83,18 @@ async def agent_create(request: Request[Any, Any, Any], actor: Actor, employer_i
 @get(BASE + "/agents/{membership_id:int}", name="agent")
 async def agent_page(request: Request[Any, Any, Any], actor: Actor, employer_id: int,
                      membership_id: int) -> Template:
+    return await _agent_page(request, actor, employer_id, membership_id)
+
+
+async def _agent_page(request: Request[Any, Any, Any], actor: Actor, employer_id: int, membership_id: int,
+                      form: PersonForm | None = None, errors: dict[str, str] | None = None) -> Template:
+    """The agent's page; with ``errors``, the edit form re-rendered with 422."""
     row = await _svc(request).agent(actor, employer_id, membership_id)
     overview = await _svc(request).overview(actor, employer_id)
     account = row.account
-    return render(request, "employers/agent.html", actor=actor, row=row, **overview, errors={},
-                  form=PersonForm(account.given_name, account.family_name, account.email),
+    return render(request, "employers/agent.html", status_code=422 if errors else 200, actor=actor, row=row,
+                  **overview, errors=errors or {},
+                  form=form or PersonForm(account.given_name, account.family_name, account.email),
                   can_manage=may(actor, Permission.ACCOUNTS_MANAGE, employer_id),
                   can_resend=may(actor, Permission.INVITATIONS_RESEND, employer_id))
 
@@ -91,20 +103,11 @@ async def agent_page(request: Request[Any, Any, Any], actor: Actor, employer_id:
 async def agent_update(request: Request[Any, Any, Any], actor: Actor, employer_id: int, membership_id: int,
                        data: dict[str, Any] = Form) -> Response[Any]:
     form = PersonForm.parse(data)
-    try:
-        await _svc(request).update_agent(actor, employer_id, membership_id, AgentInput(**form.__dict__),
-                                         errors=form.validate())
-    except FormInvalid as exc:
-        errors = exc.errors
-    except ServiceError as exc:
-        errors = {exc.field or "form": exc.message}
-    else:
+    _, errors = await _attempt(_svc(request).update_agent(
+        actor, employer_id, membership_id, AgentInput(**form.__dict__), errors=form.validate()))
+    if not errors:
         return redirect(request, f"/employeurs/{employer_id}/agents", "Les modifications sont enregistrées.")
-    row = await _svc(request).agent(actor, employer_id, membership_id)
-    overview = await _svc(request).overview(actor, employer_id)
-    return render(request, "employers/agent.html", status_code=422, actor=actor, row=row, **overview,
-                  form=form, errors=errors, can_manage=may(actor, Permission.ACCOUNTS_MANAGE, employer_id),
-                  can_resend=may(actor, Permission.INVITATIONS_RESEND, employer_id))
+    return await _agent_page(request, actor, employer_id, membership_id, form, errors)
 
 
 async def _action(request: Request[Any, Any, Any], employer_id: int, membership_id: int, call: Any,
@@ -206,14 +209,9 @@ async def referent_create(request: Request[Any, Any, Any], actor: Actor, employe
                           data: dict[str, Any] = Form) -> Response[Any]:
     form = PersonForm.parse(data)
     svc = _svc(request)
-    try:
-        await svc.create_agent(actor, employer_id, AgentInput(**form.__dict__), referent=True,
-                               errors=form.validate())
-    except FormInvalid as exc:
-        errors = exc.errors
-    except ServiceError as exc:
-        errors = {exc.field or "form": exc.message}
-    else:
+    _, errors = await _attempt(svc.create_agent(actor, employer_id, AgentInput(**form.__dict__), referent=True,
+                                                errors=form.validate()))
+    if not errors:
         return redirect(request, f"/employeurs/{employer_id}/referents",
                         f"{form.given_name} {form.family_name} est désigné(e) référent administrateur.")
     members = await svc.members(actor, employer_id)
