@@ -71,7 +71,16 @@ class Person:
            hops: int = 20) -> httpx.Response:
         """A navigation: the request, then every redirect as a GET, as a browser does after 302/303."""
         for _ in range(hops):
-            response = self.client.request(method, url, data=data)
+            try:
+                response = self.client.request(method, url, data=data)
+            except httpx.RemoteProtocolError:
+                # A kept-alive connection closed before any byte of the answer: a browser retries an
+                # idempotent request once on a fresh connection. Apache + mod_auth_openidc 2.4.12 sometimes
+                # closes the connection after its own error page (no crash in its log). Never for a POST.
+                if method != "GET":
+                    raise
+                self.trail.append(f"{method} {url} -> connection closed, retried")
+                response = self.client.request(method, url, data=data)
             self.trail.append(f"{method} {url} -> {response.status_code}")
             if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
                 if response.status_code in (307, 308) and method == "POST":
