@@ -174,3 +174,30 @@ async def test_sub_survives_a_rotation_of_the_server_secret(runtime, settings) -
             assert await subject(db, rotated, client, 1) == before
     finally:
         await rotated.close()
+
+
+async def test_logout_confirmation_only_returns_to_the_asking_clients_address(op: Provider, bip: RP,
+                                                                              register: Register) -> None:
+    """Without an id_token_hint the portal asks; the confirmation form must send the person back only to
+    the address validated for the asking client (signed), never to one a forged form names, even if
+    another client registered it."""
+    other = await register("bip", ["https://autre.test/cb"], post_logout_redirect_uris=["https://autre.test/bye"])
+    assert other.client_id != bip.client_id
+    visitor = op.browser()
+    await op.login_flow(bip, visitor)
+    ask = await visitor.get("/oidc/logout", params={"client_id": bip.client_id,
+                                                    "post_logout_redirect_uri": POST_LOGOUT_URI, "state": "s"})
+    assert ask.status_code == 200 and "Se déconnecter de Convergences" in page_text(ask)
+    signed = re.search(r'name="destination" value="([^"]+)"', ask.text)
+    assert signed and POST_LOGOUT_URI not in signed.group(1)  # not a plain, editable address
+    forged = await visitor.post("/oidc/logout/confirmer", {"destination": "https://autre.test/bye"})
+    assert forged.status_code == 200 and "location" not in forged.headers, forged.headers
+    # The forged confirmation still logged the person out (that is what they confirmed), nowhere else.
+    await op.login_flow(bip, visitor)
+    ask = await visitor.get("/oidc/logout", params={"client_id": bip.client_id,
+                                                    "post_logout_redirect_uri": POST_LOGOUT_URI, "state": "s"})
+    signed = re.search(r'name="destination" value="([^"]+)"', ask.text)
+    assert signed
+    done = await visitor.post("/oidc/logout/confirmer", {"destination": signed.group(1)})
+    assert done.status_code == 303 and done.headers["location"].startswith(POST_LOGOUT_URI)
+    assert query(done.headers["location"])["state"] == "s"

@@ -27,6 +27,7 @@ from convergences.oidc.services import (
     subject,
 )
 from convergences.security.models import LoginSession
+from convergences.security.tokens import Signer
 from convergences.web import current, render, runtime
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -389,7 +390,8 @@ async def end_session(request: Request[Any, Any, Any]) -> Response[Any]:
             same_person = hinted.get("sub") == await subject(db, rt, client, found[0].account_id)
     if not same_person:
         # Without a matching id_token_hint, ask: a third party must not be able to log people out.
-        return render(request, "oidc/logout_confirm.html", actor=found[0], destination=destination or "",
+        return render(request, "oidc/logout_confirm.html", actor=found[0],
+                      destination=_destination_signer(rt).dumps(destination or ""),
                       application=client.name if client else None)
     return await _logout_response(request, destination)
 
@@ -397,16 +399,26 @@ async def end_session(request: Request[Any, Any, Any]) -> Response[Any]:
 @post("/oidc/logout/confirmer", name="oidc_logout_confirm")
 async def end_session_confirmed(request: Request[Any, Any, Any]) -> Response[Any]:
     form = await _form(request)
-    destination = form.get("destination") or None
     rt = runtime(request)
+    # The form carries the destination this provider validated for the asking client, signed: a forged
+    # form cannot send the person to another client's post-logout address. Registered again, for
+    # a client whose address was removed meanwhile.
+    signed = _destination_signer(rt).loads(form.get("destination") or "", max_age=CONFIRM_MAX_AGE)
+    destination = signed if isinstance(signed, str) and signed else None
     if destination:
-        # Only a registered post-logout address (re-checked: the form is client-side data).
         async with transaction(rt.maker) as db:
             clients = (await db.scalars(select(Client))).all()
         allowed = {_strip_state(uri) for c in clients for uri in c.post_logout_redirect_uris}
         if _strip_state(destination) not in allowed:
             destination = None
     return await _logout_response(request, destination)
+
+
+CONFIRM_MAX_AGE = 30 * 60
+
+
+def _destination_signer(rt: Any) -> Signer:
+    return Signer(rt.settings.secret_key, "convergences.logout-destination")
 
 
 def _strip_state(url: str) -> str:
