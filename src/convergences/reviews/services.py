@@ -140,10 +140,10 @@ async def _progress(db: AsyncSession, scopes: list[ReviewScope]) -> dict[int, Pr
             progress.total = scope.kept + scope.revoked
             continue
         progress.total = int(grants.get(scope.employer_id, 0))
+    by_id = {s.id: s for s in scopes}
     for scope_id, decision, count in decisions:
         progress = found[scope_id]
-        scope = next(s for s in scopes if s.id == scope_id)
-        if scope.completed_at is not None:
+        if by_id[scope_id].completed_at is not None:
             continue
         if decision == KEEP:
             progress.kept = int(count)
