@@ -46,6 +46,7 @@ ALLOW_LIST: dict[str, str] = {
                                "(an unknown token answers 410); covered by the invitation tests",
     "/demo/boite-mail": "demo mode only (404 otherwise, as in these tests): the fake mailbox of the demo",
     "/accessibilite": "public accessibility statement (static text)",
+    "/confidentialite": "public privacy notice: configuration and the catalogue's claims, no person's data",
     "/services": "the actor's own tiles; takes no id, so it cannot be pointed at another employer",
     # OpenID Connect protocol endpoints: they take no employer id; what they return is decided by the
     # client's credentials, the tokens presented, and the actor's own rights (tests/oidc).
@@ -69,10 +70,12 @@ SCOPED_LISTINGS: dict[str, frozenset[str]] = {
     "/portefeuille": frozenset({"correspondent"}),  # progress of the correspondent's own portfolio
     "/portefeuille/journal": frozenset({"correspondent"}),  # journals of the correspondent's own portfolio
     "/portefeuille/journal.csv": frozenset({"correspondent"}),  # the same, as CSV
+    "/revues": frozenset({"correspondent"}),  # access review campaigns touching the own portfolio
 }
 
 # Known path parameters, and what the walk puts there. Anything else fails the walk.
-FILLERS = ("employer_id", "membership_id", "application_id", "account_id", "correspondent_id", "client_pk")
+FILLERS = ("employer_id", "membership_id", "application_id", "account_id", "correspondent_id", "client_pk",
+           "campaign_id")
 
 SAFE_METHODS = {"GET", "HEAD"}
 CSRF_FAILURE = "Formulaire expiré"
@@ -202,10 +205,32 @@ async def target(rt: Runtime, key: str, actor_email: str | None, other_key: str 
         markers = [employer.name, employer.siret, *sorted(f"{m[3]} {m[4]}" for m in others),
                    *sorted(m[2] for m in others)]
         client_pk = await client_of(db, apps[0])
+        campaign_id = await campaign_of(db, key, employer.id)
         return Target(key, employer.name, employer.siret,
                       {"employer_id": employer.id, "membership_id": membership_id, "application_id": apps[0],
-                       "account_id": account_id, "correspondent_id": correspondent_id, "client_pk": client_pk},
+                       "account_id": account_id, "correspondent_id": correspondent_id, "client_pk": client_pk,
+                       "campaign_id": campaign_id},
                       markers)
+
+
+async def campaign_of(db: Any, key: str, employer_id: int) -> int:
+    """campaign_id: an access review campaign covering this employer only, already completed there (so
+    that its certificate page exists for the positive control)."""
+    from datetime import timedelta
+
+    from convergences.db import utcnow
+    from convergences.reviews.models import ReviewCampaign, ReviewScope
+
+    name = f"Revue isolation {key}"
+    found = await db.scalar(select(ReviewCampaign.id).where(ReviewCampaign.name == name))
+    if found is not None:
+        return int(found)
+    campaign = ReviewCampaign(name=name, deadline=utcnow() + timedelta(days=30))
+    db.add(campaign)
+    await db.flush()
+    db.add(ReviewScope(campaign_id=campaign.id, employer_id=employer_id, completed_at=utcnow(),
+                       completed_by_label="Isolation"))
+    return int(campaign.id)
 
 
 async def client_of(db: Any, application_id: int) -> int:

@@ -133,8 +133,12 @@ def _local(value: datetime | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
     return value.astimezone(PARIS).strftime(fmt)
 
 
-def _configure_templates(engine: JinjaTemplateEngine) -> None:
+def _configure_templates(engine: JinjaTemplateEngine, settings: Settings | None = None) -> None:
     env = engine.engine
+    if settings is not None:
+        from convergences.maintenance.inactivity import inactivity_label
+
+        env.globals["inactive_since"] = inactivity_label(settings)
     env.filters["local"] = _local
     env.globals["action_label"] = lambda tag: LABELS.get(tag, tag)
     env.globals["employer_kinds"] = EMPLOYER_KINDS
@@ -157,6 +161,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from convergences.employers.views import router as employers_router
     from convergences.oidc.views import CSRF_EXEMPT
     from convergences.oidc.views import router as oidc_router
+    from convergences.privacy.views import router as privacy_router
+    from convergences.reviews.views import router as reviews_router
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -171,11 +177,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 await rt.close()
 
     template_config = TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine,
-                                     engine_callback=_configure_templates)
+                                     engine_callback=lambda engine: _configure_templates(engine, settings))
     csrf = CSRFConfig(secret=settings.secret_key, cookie_name="cvg_csrf", cookie_secure=settings.secure_cookies,
                       cookie_httponly=True, cookie_samesite="lax", exclude=["^/healthz/?$", *CSRF_EXEMPT])
     app = Litestar(
-        route_handlers=[accounts_router, employers_router, admin_router, oidc_router,
+        route_handlers=[accounts_router, employers_router, admin_router, oidc_router, reviews_router, privacy_router,
                         create_static_files_router(path="/static", directories=[STATIC_DIR], name="static",
                                                    cache_control=None, include_in_schema=False)],
         lifespan=[lifespan],

@@ -25,6 +25,8 @@ class Permission(StrEnum):
     PORTFOLIOS_MANAGE = "cig:portfolios:manage"
     PROGRESS_VIEW = "cig:progress:view"
     CIG_JOURNAL_VIEW = "cig:journal:view"
+    REVIEWS_MANAGE = "cig:reviews:manage"
+    PROCESSING_RECORD_EXPORT = "cig:privacy:record"
 
 
 P = Permission

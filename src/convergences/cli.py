@@ -131,21 +131,48 @@ def create_admin_cmd(email: str, given_name: str, family_name: str) -> None:
 
 
 @main.command("maintenance")
-def maintenance_cmd() -> None:
-    """Periodic jobs (idempotent): deliver the mail outbox and the back-channel logout outbox."""
+@click.option("--now", "now_text", default=None, metavar="INSTANT",
+              help="Run as if it were this instant (ISO 8601, e.g. 2027-06-01T00:00:00Z); default: the clock.")
+@click.option("--every", type=click.IntRange(min=1), default=None, metavar="SECONDS",
+              help="Run again every SECONDS seconds, forever (the Procfile worker).")
+def maintenance_cmd(now_text: str | None, every: int | None) -> None:
+    """Periodic jobs (idempotent): retention purges, inactive accounts, review reminders, then the mail and
+    back-channel logout outboxes. Prints what each job did."""
+    import time
+
     import convergences.models  # noqa: F401 - every mapper
-    from convergences.oidc.services import LogoutOutbox
+    from convergences.db import utcnow
+    from convergences.maintenance.clock import parse_instant
+    from convergences.maintenance.jobs import run_maintenance
     from convergences.runtime import Runtime
 
-    async def run() -> tuple[int, int]:
+    if now_text is not None and every is not None:
+        raise click.UsageError("--now et --every ne peuvent pas être combinés.")
+    try:
+        fixed_now = parse_instant(now_text) if now_text is not None else None
+    except ValueError:
+        raise click.BadParameter("instant invalide (format attendu : 2027-06-01T00:00:00Z)",
+                                 param_hint="--now") from None
+
+    async def run() -> bool:
         rt = Runtime.build(load_settings())
         try:
-            return await rt.mailer.deliver_pending(), await LogoutOutbox(rt).deliver_pending()
+            results, mails, logouts = await run_maintenance(rt, fixed_now or utcnow())
         finally:
             await rt.close()
+        for result in results:
+            outcome = f"échec ({result.error})" if result.error else str(result.count)
+            click.echo(f"{result.job.name:<26} {outcome:>8}  {result.job.label}")
+        click.echo(f"Courriels remis : {mails} ; déconnexions d'applications remises : {logouts}")
+        return all(result.error is None for result in results)
 
-    mails, logouts = asyncio.run(run())
-    click.echo(f"Courriels remis : {mails} ; déconnexions d'applications remises : {logouts}")
+    while True:
+        ok = asyncio.run(run())
+        if every is None:
+            if not ok:
+                sys.exit(1)
+            return
+        time.sleep(every)
 
 
 @main.group("audit")

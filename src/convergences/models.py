@@ -21,3 +21,7 @@ from convergences.oidc.models import (  # noqa: E402
 )
 
 __all__ += ["AuthorizationCode", "Client", "LogoutDelivery", "OAuthToken", "RpSession", "SigningKey", "SubjectSalt"]
+from convergences.maintenance.models import InactivityWarning  # noqa: E402
+from convergences.reviews.models import ReviewCampaign, ReviewDecision, ReviewScope  # noqa: E402
+
+__all__ += ["InactivityWarning", "ReviewCampaign", "ReviewDecision", "ReviewScope"]

@@ -89,6 +89,35 @@ class OidcSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """How long each kind of personal data is kept (docs/data-minimisation.md; CNIL-aligned defaults)."""
+
+    # Invitations expired, used or revoked for this long are deleted.
+    invitation_days: int = 30
+    # Delivered mail is deleted after this long (its body, holding one-time links, is already erased).
+    mail_days: int = 30
+    # Expired or ended OIDC codes, tokens, application sessions and delivered logout tokens.
+    oidc_days: int = 7
+    # Login throttling counters (email, IP) with no failure for this long.
+    throttle_days: int = 1
+    # No login for this long: the person and their référents are warned; then memberships are suspended.
+    inactivity_warning_months: int = 6
+    inactivity_suspension_months: int = 12
+    # Access review reminders: this many days before the deadline.
+    review_reminder_days: int = 7
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    """The controller named in the privacy notice and the record of processing (art. 13 and 30 GDPR)."""
+
+    controller_name: str = "CIG de démonstration"
+    controller_address: str = "1 place de la Démonstration, 75000 Paris"
+    dpo_email: str = "dpo@cig-demo.fr"
+    dpo_address: str = "Délégué à la protection des données, 1 place de la Démonstration, 75000 Paris"
+
+
+@dataclass(frozen=True)
 class Settings:
     secret_key: str = field(repr=False, default="")
     base_url: str = "http://127.0.0.1:8000"
@@ -105,6 +134,8 @@ class Settings:
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     oidc: OidcSettings = field(default_factory=OidcSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
     @property
     def secure_cookies(self) -> bool:
@@ -181,5 +212,20 @@ def load_settings() -> Settings:
             id_token_seconds=_env_int("OIDC_ID_TOKEN_SECONDS", 600),
             refresh_days=_env_int("OIDC_REFRESH_DAYS", 30),
             key_publish_hours=_env_int("OIDC_KEY_PUBLISH_HOURS", 24),
+        ),
+        retention=RetentionSettings(
+            invitation_days=_env_int("RETENTION_INVITATION_DAYS", 30),
+            mail_days=_env_int("RETENTION_MAIL_DAYS", 30),
+            oidc_days=_env_int("RETENTION_OIDC_DAYS", 7),
+            throttle_days=_env_int("RETENTION_THROTTLE_DAYS", 1),
+            inactivity_warning_months=_env_int("RETENTION_INACTIVITY_WARNING_MONTHS", 6),
+            inactivity_suspension_months=_env_int("RETENTION_INACTIVITY_SUSPENSION_MONTHS", 12),
+            review_reminder_days=_env_int("RETENTION_REVIEW_REMINDER_DAYS", 7),
+        ),
+        privacy=PrivacySettings(
+            controller_name=_env("PRIVACY_CONTROLLER_NAME", _env("CIG_NAME", "CIG de démonstration")),
+            controller_address=_env("PRIVACY_CONTROLLER_ADDRESS", PrivacySettings.controller_address),
+            dpo_email=_env("PRIVACY_DPO_EMAIL", PrivacySettings.dpo_email),
+            dpo_address=_env("PRIVACY_DPO_ADDRESS", PrivacySettings.dpo_address),
         ),
     )

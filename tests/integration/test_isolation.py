@@ -236,6 +236,8 @@ HANDLER_PERMISSION: dict[str, Permission] = {
     "referent_designate": P.REFERENTS_DESIGNATE, "referent_revoke": P.REFERENTS_DESIGNATE,
     "employer_journal": P.JOURNAL_VIEW,
     "employer_journal_csv": P.JOURNAL_VIEW,
+    "employer_reviews": P.GRANTS_MANAGE, "review": P.GRANTS_MANAGE, "review_decide": P.GRANTS_MANAGE,
+    "review_complete": P.GRANTS_MANAGE, "review_certificate": P.EMPLOYER_VIEW,
 }
 
 IN_SCOPE = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, event
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from convergences.db import Base, CreatedAtMixin
@@ -27,7 +27,8 @@ class Account(CreatedAtMixin, Base):
     password_hash: Mapped[str | None] = deferred(mapped_column(String(255), default=None))
     is_cig_admin: Mapped[bool] = mapped_column(default=False)
     is_correspondent: Mapped[bool] = mapped_column(default=False)
-    # Contact shown to the référents of the portfolio (CIG staff only).
+    # Contact shown to the référents of the portfolio: CIG staff only, enforced at every write (below);
+    # agents' second factors need no phone (docs/data-minimisation.md).
     phone_contact: Mapped[str | None] = mapped_column(String(30), default=None)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
     activated_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -49,6 +50,17 @@ class Account(CreatedAtMixin, Base):
     @property
     def is_staff(self) -> bool:
         return self.is_cig_admin or self.is_correspondent
+
+
+class PhoneNotAllowed(ValueError):
+    """A phone number on an account that is not CIG staff (data minimisation)."""
+
+
+@event.listens_for(Account, "before_insert")
+@event.listens_for(Account, "before_update")
+def _phone_for_staff_only(mapper: object, connection: object, account: Account) -> None:
+    if account.phone_contact and not account.is_staff:
+        raise PhoneNotAllowed("Seul le personnel du CIG peut avoir un téléphone de contact.")
 
 
 class Invitation(CreatedAtMixin, Base):

@@ -38,6 +38,9 @@ class Action(StrEnum):
     CLIENT_UPDATE = "client:update"
     CLIENT_SECRET_ROTATE = "client:secret:rotate"  # noqa: S105 - an action tag, not a secret
     CLIENT_DELETE = "client:delete"
+    REVIEW_OPEN = "review:open"
+    REVIEW_DECIDE = "review:decide"
+    REVIEW_COMPLETE = "review:complete"
 
 
 LABELS: dict[str, str] = {
@@ -73,4 +76,7 @@ LABELS: dict[str, str] = {
     Action.CLIENT_UPDATE: "Client OpenID Connect modifié",
     Action.CLIENT_SECRET_ROTATE: "Secret d'un client OpenID Connect régénéré",
     Action.CLIENT_DELETE: "Client OpenID Connect supprimé",
+    Action.REVIEW_OPEN: "Revue des droits ouverte",
+    Action.REVIEW_DECIDE: "Décision de revue des droits",
+    Action.REVIEW_COMPLETE: "Revue des droits terminée (certificat)",
 }

@@ -7,6 +7,7 @@ and scopes every query by that employer id.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
@@ -280,18 +281,27 @@ class EmployerService:
             if membership.account_id == actor.account_id:
                 raise ServiceError("Vous ne pouvez pas suspendre votre propre compte.")
             if suspended and membership.suspended_at is None:
-                await self._ensure_not_last_referent(db, membership)
-                membership.suspended_at = utcnow()
-                await self._end_everything(db, membership.account_id)
-                action = Action.MEMBERSHIP_SUSPEND
+                await self.suspend_in(db, actor, membership)
             elif not suspended and membership.suspended_at is not None:
                 membership.suspended_at = None
-                action = Action.MEMBERSHIP_REACTIVATE
+                audit.record(db, actor, Action.MEMBERSHIP_REACTIVATE, employer_id=employer_id,
+                             target_type="membership", target_id=membership.id,
+                             target_label=membership.account.full_name)
             else:
                 return
-            audit.record(db, actor, action, employer_id=employer_id, target_type="membership",
-                         target_id=membership.id, target_label=membership.account.full_name)
         kick_logouts(self.rt)
+
+    async def suspend_in(self, db: AsyncSession, actor: Actor | None, membership: Membership, *,
+                         now: datetime | None = None, after: dict[str, Any] | None = None) -> None:
+        """Suspend in the caller's transaction (also the inactivity job's path, actor None = "système"):
+        end the portal and applications' sessions (back-channel logout queued) and journal it.
+        Raises ServiceError for the employer's last active référent."""
+        await self._ensure_not_last_referent(db, membership)
+        membership.suspended_at = now or utcnow()
+        await self._end_everything(db, membership.account_id)
+        audit.record(db, actor, Action.MEMBERSHIP_SUSPEND, employer_id=membership.employer_id,
+                     target_type="membership", target_id=membership.id,
+                     target_label=membership.account.full_name, after=after)
 
     async def delete_agent(self, actor: Actor, employer_id: int, membership_id: int) -> None:
         """Remove the agent from the employer; an account left with no employer is erased."""
@@ -372,19 +382,24 @@ class EmployerService:
                              after={"application": application.slug, "role": role})
                 grant.role = role
             elif not enabled and grant is not None:
-                audit.record(db, actor, Action.GRANT_REVOKE, employer_id=employer_id, target_type="grant",
-                             target_id=membership.id, target_label=label, application_id=application.id,
-                             before={"application": application.slug, "role": grant.role})
-                await db.delete(grant)
-                # Losing the right ends the application's session for this employer, at once.
-                await ProviderService(self.rt).end_rp_sessions(
-                    db, account_id=membership.account_id, application_id=application.id, employer_id=employer_id)
+                await self.revoke_grant_in(db, actor, membership, application, grant)
             await db.flush()
             row = AgentRow(membership)
             for g in (await db.scalars(select(Grant).where(Grant.membership_id == membership.id))).all():
                 row.grants[g.application_id] = g
         kick_logouts(self.rt)
         return row
+
+    async def revoke_grant_in(self, db: AsyncSession, actor: Actor | None, membership: Membership,
+                              application: Application, grant: Grant) -> None:
+        """Revoke one right in the caller's transaction (also the access review's "Retirer"): journal it,
+        and end the application's sessions for this employer at once (back-channel logout queued)."""
+        audit.record(db, actor, Action.GRANT_REVOKE, employer_id=membership.employer_id, target_type="grant",
+                     target_id=membership.id, target_label=f"{membership.account.full_name} — {application.name}",
+                     application_id=application.id, before={"application": application.slug, "role": grant.role})
+        await db.delete(grant)
+        await ProviderService(self.rt).end_rp_sessions(
+            db, account_id=membership.account_id, application_id=application.id, employer_id=membership.employer_id)
 
     # -- référents -----------------------------------------------------------------------------
 
