@@ -21,3 +21,7 @@ from convergences.oidc.models import (  # noqa: E402
 )
 
 __all__ += ["AuthorizationCode", "Client", "LogoutDelivery", "OAuthToken", "RpSession", "SigningKey", "SubjectSalt"]
+from convergences.audit.models import AuditPersonKey  # noqa: E402
+from convergences.rgpd.models import ErasureRequest  # noqa: E402
+
+__all__ += ["AuditPersonKey", "ErasureRequest"]

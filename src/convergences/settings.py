@@ -105,6 +105,9 @@ class Settings:
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     oidc: OidcSettings = field(default_factory=OidcSettings)
+    # Journal retention (issue 5): connection logs (login entries) and the administrative journal.
+    retention_connection_months: int = 12
+    retention_journal_years: int = 5
 
     @property
     def secure_cookies(self) -> bool:
@@ -148,6 +151,8 @@ def load_settings() -> Settings:
         port=int(os.environ.get("PORT", "8000")),
         workers=int(os.environ.get("WEB_CONCURRENCY", "1")),
         cig_name=_env("CIG_NAME", "CIG de démonstration"),
+        retention_connection_months=_env_int("RETENTION_CONNECTION_MONTHS", 12),
+        retention_journal_years=_env_int("RETENTION_JOURNAL_YEARS", 5),
         database=DatabaseSettings(
             url=_env("DATABASE_URL", "sqlite+aiosqlite:///var/convergences.db"),
             echo=_env_bool("DATABASE_ECHO", False),
