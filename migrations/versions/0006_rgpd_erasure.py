@@ -58,6 +58,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_rgpd_erasure_request_employer_id'), ['employer_id'], unique=False)
 
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
+        batch_op.drop_constraint('fk_audit_event_employer_id_employer', type_='foreignkey')
         batch_op.add_column(sa.Column('actor_key_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('subject_key_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('actor_commitment', sa.String(length=64), nullable=True))
@@ -84,6 +85,8 @@ def downgrade() -> None:
         batch_op.drop_column('actor_commitment')
         batch_op.drop_column('subject_key_id')
         batch_op.drop_column('actor_key_id')
+        batch_op.create_foreign_key('fk_audit_event_employer_id_employer', 'employer', ['employer_id'], ['id'],
+                                    ondelete='SET NULL')
 
     with op.batch_alter_table('rgpd_erasure_request', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_rgpd_erasure_request_employer_id'))

@@ -38,6 +38,14 @@ class Action(StrEnum):
     CLIENT_UPDATE = "client:update"
     CLIENT_SECRET_ROTATE = "client:secret:rotate"  # noqa: S105 - an action tag, not a secret
     CLIENT_DELETE = "client:delete"
+    # RGPD (issue 5)
+    DATA_EXPORT = "account:data:export"
+    ERASURE_REQUEST = "account:erasure:request"
+    ERASURE_CONFIRM = "account:erasure:confirm"
+    ERASURE_REFUSE = "account:erasure:refuse"
+    EMPLOYER_DELETE = "employer:delete"
+    JOURNAL_PURGE = "journal:purge"
+    JOURNAL_PURGED = "journal:purged"
 
 
 LABELS: dict[str, str] = {
@@ -73,4 +81,11 @@ LABELS: dict[str, str] = {
     Action.CLIENT_UPDATE: "Client OpenID Connect modifié",
     Action.CLIENT_SECRET_ROTATE: "Secret d'un client OpenID Connect régénéré",
     Action.CLIENT_DELETE: "Client OpenID Connect supprimé",
+    Action.DATA_EXPORT: "Export de mes données",
+    Action.ERASURE_REQUEST: "Demande d'effacement du compte",
+    Action.ERASURE_CONFIRM: "Demande d'effacement acceptée",
+    Action.ERASURE_REFUSE: "Demande d'effacement refusée",
+    Action.EMPLOYER_DELETE: "Employeur supprimé",
+    Action.JOURNAL_PURGE: "Purge du journal (durée de conservation échue)",
+    Action.JOURNAL_PURGED: "Entrée purgée (durée de conservation échue)",
 }

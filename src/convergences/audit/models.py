@@ -54,8 +54,9 @@ class AuditEvent(Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"),
                                                  default=None, index=True)
     actor_label: Mapped[str] = mapped_column(String(300), default="")
-    employer_id: Mapped[int | None] = mapped_column(ForeignKey("employer.id", ondelete="SET NULL"),
-                                                    default=None)
+    # Not a foreign key (since 0006): the id is sealed, and deleting an employer must not make the
+    # database rewrite sealed content (ON DELETE SET NULL would break the chain).
+    employer_id: Mapped[int | None] = mapped_column(Integer, default=None)
     # The application concerned (subscription, right, client…), for the journal's filter. Not a
     # foreign key: the journal outlives the catalogue entry.
     application_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
