@@ -157,6 +157,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from convergences.employers.views import router as employers_router
     from convergences.oidc.views import CSRF_EXEMPT
     from convergences.oidc.views import router as oidc_router
+    from convergences.rgpd.views import router as rgpd_router
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -175,7 +176,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     csrf = CSRFConfig(secret=settings.secret_key, cookie_name="cvg_csrf", cookie_secure=settings.secure_cookies,
                       cookie_httponly=True, cookie_samesite="lax", exclude=["^/healthz/?$", *CSRF_EXEMPT])
     app = Litestar(
-        route_handlers=[accounts_router, employers_router, admin_router, oidc_router,
+        route_handlers=[accounts_router, employers_router, admin_router, oidc_router, rgpd_router,
                         create_static_files_router(path="/static", directories=[STATIC_DIR], name="static",
                                                    cache_control=None, include_in_schema=False)],
         lifespan=[lifespan],
