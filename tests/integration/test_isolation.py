@@ -236,6 +236,7 @@ HANDLER_PERMISSION: dict[str, Permission] = {
     "referent_designate": P.REFERENTS_DESIGNATE, "referent_revoke": P.REFERENTS_DESIGNATE,
     "employer_journal": P.JOURNAL_VIEW,
     "employer_journal_csv": P.JOURNAL_VIEW,
+    "rgpd_requests": P.ACCOUNTS_MANAGE, "rgpd_request_decide": P.ACCOUNTS_MANAGE,
 }
 
 IN_SCOPE = {

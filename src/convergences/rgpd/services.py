@@ -117,24 +117,27 @@ class RgpdService:
             return employer, await _rows(db, (ErasureRequest.employer_id == employer_id)
                                          & ErasureRequest.decided_at.is_(None))
 
-    async def decide(self, actor: Actor, employer_id: int, request_id: int, *, confirm: bool,
+    async def decide(self, actor: Actor, employer_id: int, request_id: int, decision: str,
                      reason: str = "") -> str | None:
-        """Confirm (the person leaves the employer; their account is erased with its last membership:
-        return the pseudonym) or refuse (a reason is required, mailed to the person).
+        """``decision`` "confirmer" (the person leaves the employer; their account is erased with its last membership:
+        return the pseudonym) or "refuser" (a reason is required, mailed to the person).
 
         Raises NotAuthorized, NotFound (another employer's request), FormInvalid, ServiceError."""
         require(actor, P.ACCOUNTS_MANAGE, employer_id)
+        confirm = decision == "confirmer"
         reason = reason.strip()
-        if not confirm and not reason:
-            raise FormInvalid({"reason": "Indiquez la raison du refus : elle sera communiquée à la personne."})
-        if len(reason) > MESSAGE_LIMIT:
-            raise FormInvalid({"reason": f"La raison ne peut dépasser {MESSAGE_LIMIT} caractères."})
         pseudonym = None
         async with transaction(self.rt.maker) as db:
             request = await db.scalar(select(ErasureRequest).where(ErasureRequest.id == request_id,
                                                                    ErasureRequest.employer_id == employer_id))
             if request is None:
                 raise NotFound()
+            if decision not in ("confirmer", "refuser"):
+                raise ServiceError("Choisissez de confirmer ou de refuser la demande.")
+            if not confirm and not reason:
+                raise FormInvalid({"reason": "Indiquez la raison du refus : elle sera communiquée à la personne."})
+            if len(reason) > MESSAGE_LIMIT:
+                raise FormInvalid({"reason": f"La raison ne peut dépasser {MESSAGE_LIMIT} caractères."})
             if request.decided_at is not None:
                 raise ServiceError("Cette demande a déjà été traitée.")
             if request.account_id == actor.account_id:

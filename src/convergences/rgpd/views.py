@@ -91,10 +91,7 @@ async def request_decide(request: Request[Any, Any, Any], actor: Actor, employer
     decision = text(data, "decision", 20)
     svc = _svc(request)
     try:
-        if decision not in ("confirmer", "refuser"):
-            raise ServiceError("Choisissez de confirmer ou de refuser la demande.")
-        pseudonym = await svc.decide(actor, employer_id, request_id, confirm=decision == "confirmer",
-                                     reason=text(data, "reason", 5000))
+        pseudonym = await svc.decide(actor, employer_id, request_id, decision, reason=text(data, "reason", 5000))
     except FormInvalid as exc:
         employer, rows = await svc.pending(actor, employer_id)
         return render(request, "rgpd/requests.html", status_code=422, actor=actor, nav="agents", employer=employer,
