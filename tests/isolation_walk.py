@@ -59,7 +59,7 @@ ALLOW_LIST: dict[str, str] = {
     "/oidc/introspect": "client-authenticated; answers only about that client's tokens",
     "/oidc/logout": "ends the caller's own session only (asks for confirmation without a matching hint)",
     "/oidc/logout/confirmer": "ends the caller's own session only",
-    "/compte/mes-donnees": "the caller's own data only (RGPD access); takes no id (tests/integration/test_rgpd_access.py)",
+    "/compte/mes-donnees": "the caller's own data only (RGPD access); takes no id (test_rgpd_access.py)",
     "/compte/effacement": "the caller's own erasure request only; takes no id (tests/integration/test_erasure.py)",
 }
 
