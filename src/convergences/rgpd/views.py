@@ -28,6 +28,11 @@ def _svc(request: Request[Any, Any, Any]) -> RgpdService:
     return RgpdService(runtime(request))
 
 
+def _errors(exc: FormInvalid | ServiceError) -> dict[str, str]:
+    """The per-field French messages of a refused form (a rule's refusal goes on the whole form)."""
+    return exc.errors if isinstance(exc, FormInvalid) else {exc.field or "form": exc.message}
+
+
 # -- Mes données ---------------------------------------------------------------------------------------
 
 @get(MY_DATA, name="rgpd_my_data")
@@ -66,7 +71,7 @@ async def erasure_post(request: Request[Any, Any, Any], actor: Actor, data: dict
     try:
         count = await _svc(request).request_erasure(actor, message)
     except (FormInvalid, ServiceError) as exc:
-        errors = exc.errors if isinstance(exc, FormInvalid) else {exc.field or "form": exc.message}
+        errors = _errors(exc)
         requests = await _svc(request).my_requests(actor)
         return render(request, "rgpd/erasure_request.html", status_code=422, actor=actor, nav="account",
                       requests=requests, errors=errors, message=message)
@@ -123,7 +128,7 @@ async def admin_erase(request: Request[Any, Any, Any], actor: Actor, account_id:
     try:
         pseudonym = await svc.erase_by_admin(actor, account_id, text(data, "confirmation", 254))
     except (FormInvalid, ServiceError) as exc:
-        errors = exc.errors if isinstance(exc, FormInvalid) else {exc.field or "form": exc.message}
+        errors = _errors(exc)
         account, employers = await svc.account(actor, account_id)
         return render(request, "rgpd/admin_erase.html", status_code=422, actor=actor, nav="admin",
                       account=account, employers=employers, errors=errors)
@@ -143,7 +148,7 @@ async def employer_delete(request: Request[Any, Any, Any], actor: Actor, employe
     try:
         erased = await svc.delete_employer(actor, employer_id, text(data, "siret", 30))
     except (FormInvalid, ServiceError) as exc:
-        errors = exc.errors if isinstance(exc, FormInvalid) else {exc.field or "form": exc.message}
+        errors = _errors(exc)
         summary = await svc.employer_summary(actor, employer_id)
         return render(request, "rgpd/employer_delete.html", status_code=422, actor=actor, nav="admin",
                       errors=errors, **summary)
