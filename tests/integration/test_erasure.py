@@ -73,11 +73,13 @@ async def a_person_with_a_history(make_browser: Any, rt: Runtime, mailbox: Mailb
     """Zéphyrine: invited and activated, a right to BIP, logins (one failed) from a known IP, an application
     session with a code and tokens, her own journal entries (export, request), mail about her in the outbox."""
     eid = await employer_id(rt)
+    # The mailbox lives for the whole session: count what was already there.
+    sent_to_her, sent_to_referent = len(mailbox.to(EMAIL)), len(mailbox.to(REFERENT))
     referent = await logged_in(make_browser, REFERENT)
     response = await referent.post(f"/employeurs/{eid}/agents", {"given_name": GIVEN, "family_name": FAMILY,
                                                                   "email": EMAIL})
     assert response.status_code == 303
-    path = invitation_path((await mailbox.wait_for(EMAIL))[-1])
+    path = invitation_path((await mailbox.wait_for(EMAIL, sent_to_her + 1))[-1])
     person = await make_browser()
     response = await person.post(path, {"password": PASSWORD, "confirmation": PASSWORD})
     assert response.status_code == 303, page_text(response)
@@ -105,7 +107,7 @@ async def a_person_with_a_history(make_browser: Any, rt: Runtime, mailbox: Mailb
     assert (await person.post("/compte/mes-donnees", {"format": "json"})).status_code == 200
     response = await person.post("/compte/effacement", {"message": f"Merci d'effacer {GIVEN} {FAMILY}."})
     assert response.status_code == 303, page_text(response)
-    await mailbox.wait_for(REFERENT)
+    await mailbox.wait_for(REFERENT, sent_to_referent + 1)
     return {"eid": eid, "uid": uid, "mid": mid, "bip": bip, "referent": referent, "person": person,
             "client_pk": client.id}
 
@@ -183,6 +185,7 @@ async def test_a_pseudonymised_entry_changed_afterwards_is_found(make_browser, r
 
 async def test_refusal_needs_a_reason_and_tells_the_person(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
     eid = await employer_id(runtime)
+    sent = len(mailbox.to("agent@bellerive.example"))
     person = await logged_in(make_browser, "agent@bellerive.example")
     assert (await person.post("/compte/effacement", {"message": ""})).status_code == 303
     again = await person.post("/compte/effacement", {"message": ""})
@@ -194,15 +197,20 @@ async def test_refusal_needs_a_reason_and_tells_the_person(make_browser, runtime
     assert 'aria-describedby="f-reason-' in response.text
     assert await scalar(runtime, select(ErasureRequest.decided_at)) is None
     response = await referent.post(f"/employeurs/{eid}/effacements/{request_id}",
-                                   {"decision": "refuser", "reason": "Dossier de paie en cours."})
+                                   {"decision": "refuser", "reason": "Dossier de paie de Julie Moreau en cours."})
     assert response.status_code == 303
     assert await account_id(runtime, "agent@bellerive.example")
-    mail = (await mailbox.wait_for("agent@bellerive.example"))[-1]
-    assert "Dossier de paie en cours." in mail.get_body(preferencelist=("plain",)).get_content()
+    mail = (await mailbox.wait_for("agent@bellerive.example", sent + 1))[-1]
+    assert "Dossier de paie de Julie Moreau en cours." in mail.get_body(preferencelist=("plain",)).get_content()
     assert "Refusée" in (await person.get("/compte/effacement")).text
     # Already decided: nothing more happens.
     response = await referent.post(f"/employeurs/{eid}/effacements/{request_id}", {"decision": "confirmer"})
     assert response.status_code == 303 and await account_id(runtime, "agent@bellerive.example")
+    # Erased later: the refusal's reason, written about her, goes too (journal and request).
+    mid = await membership_id(runtime, "agent@bellerive.example")
+    assert (await referent.post(f"/employeurs/{eid}/agents/{mid}/supprimer")).status_code == 303
+    assert await scan(runtime, ["Moreau", "agent@bellerive.example"]) == []
+    assert (await verify(runtime)).intact
 
 
 async def test_a_shared_account_only_leaves_the_confirming_employer(make_browser, runtime: Runtime) -> None:

@@ -46,8 +46,9 @@ GENESIS = "0" * 64
 
 # Keys of ``before``/``after`` that hold a person's own data (the rest — roles, status, application,
 # reason… — is evidence of rights and is sealed raw).
+# ``message`` is free text written about the person (e.g. the reason of a refused erasure request).
 PERSONAL_DETAIL_KEYS = frozenset({"given_name", "family_name", "email", "name", "full_name", "phone",
-                                  "phone_contact", "ip", "user_agent"})
+                                  "phone_contact", "ip", "user_agent", "message"})
 
 # Content sealed raw in format 2 (the personal parts are sealed through their commitments).
 CONTENT_FIELDS = ("at", "employer_id", "application_id", "action", "target_type", "target_id")

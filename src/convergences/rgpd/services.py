@@ -151,7 +151,7 @@ class RgpdService:
             request.decision, request.decision_reason = ("confirmed", "") if confirm else ("refused", reason)
             if not confirm:
                 audit.record(db, actor, Action.ERASURE_REFUSE, employer_id=employer_id, target_type="account",
-                             target_id=account.id, target_label=account.full_name, after={"reason": reason})
+                             target_id=account.id, target_label=account.full_name, after={"message": reason})
                 employer = await get_employer(db, employer_id)
                 self.rt.mailer.queue(db, account.email, "rgpd_erasure_refused", account=account, employer=employer,
                                      reason=reason, cig_name=self.rt.settings.cig_name)
