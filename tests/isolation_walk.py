@@ -60,6 +60,8 @@ ALLOW_LIST: dict[str, str] = {
     "/oidc/introspect": "client-authenticated; answers only about that client's tokens",
     "/oidc/logout": "ends the caller's own session only (asks for confirmation without a matching hint)",
     "/oidc/logout/confirmer": "ends the caller's own session only",
+    "/compte/mes-donnees": "the caller's own data only (RGPD access); takes no id (test_rgpd_access.py)",
+    "/compte/effacement": "the caller's own erasure request only; takes no id (tests/integration/test_erasure.py)",
 }
 
 # Parameterless GET pages that some roles may legitimately open: they list only what is in the
@@ -75,7 +77,7 @@ SCOPED_LISTINGS: dict[str, frozenset[str]] = {
 
 # Known path parameters, and what the walk puts there. Anything else fails the walk.
 FILLERS = ("employer_id", "membership_id", "application_id", "account_id", "correspondent_id", "client_pk",
-           "campaign_id")
+           "campaign_id", "request_id")
 
 SAFE_METHODS = {"GET", "HEAD"}
 CSRF_FAILURE = "Formulaire expiré"
@@ -206,10 +208,11 @@ async def target(rt: Runtime, key: str, actor_email: str | None, other_key: str 
                    *sorted(m[2] for m in others)]
         client_pk = await client_of(db, apps[0])
         campaign_id = await campaign_of(db, key, employer.id)
+        request_id = await erasure_request_of(db, employer.id, account_id)
         return Target(key, employer.name, employer.siret,
                       {"employer_id": employer.id, "membership_id": membership_id, "application_id": apps[0],
                        "account_id": account_id, "correspondent_id": correspondent_id, "client_pk": client_pk,
-                       "campaign_id": campaign_id},
+                       "campaign_id": campaign_id, "request_id": request_id},
                       markers)
 
 
@@ -246,6 +249,20 @@ async def client_of(db: Any, application_id: int) -> int:
         await db.flush()
         client_pk = client.id
     return int(client_pk)
+
+
+async def erasure_request_of(db: Any, employer_id: int, account_id: int) -> int:
+    """request_id: a pending erasure request of the target member, addressed to the target employer."""
+    from convergences.rgpd.models import ErasureRequest
+
+    request_id = await db.scalar(select(ErasureRequest.id).where(ErasureRequest.employer_id == employer_id,
+                                                                 ErasureRequest.decided_at.is_(None)).limit(1))
+    if request_id is None:
+        request = ErasureRequest(account_id=account_id, employer_id=employer_id, message="Isolation")
+        db.add(request)
+        await db.flush()
+        request_id = request.id
+    return int(request_id)
 
 
 async def plant_history(rt: Runtime, b: Target) -> None:

@@ -163,6 +163,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from convergences.oidc.views import router as oidc_router
     from convergences.privacy.views import router as privacy_router
     from convergences.reviews.views import router as reviews_router
+    from convergences.rgpd.views import router as rgpd_router
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -182,6 +183,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                       cookie_httponly=True, cookie_samesite="lax", exclude=["^/healthz/?$", *CSRF_EXEMPT])
     app = Litestar(
         route_handlers=[accounts_router, employers_router, admin_router, oidc_router, reviews_router, privacy_router,
+                        rgpd_router,
                         create_static_files_router(path="/static", directories=[STATIC_DIR], name="static",
                                                    cache_control=None, include_in_schema=False)],
         lifespan=[lifespan],

@@ -25,3 +25,7 @@ from convergences.maintenance.models import InactivityWarning  # noqa: E402
 from convergences.reviews.models import ReviewCampaign, ReviewDecision, ReviewScope  # noqa: E402
 
 __all__ += ["InactivityWarning", "ReviewCampaign", "ReviewDecision", "ReviewScope"]
+from convergences.audit.models import AuditPersonKey  # noqa: E402
+from convergences.rgpd.models import ErasureRequest  # noqa: E402
+
+__all__ += ["AuditPersonKey", "ErasureRequest"]

@@ -105,6 +105,9 @@ class RetentionSettings:
     inactivity_suspension_months: int = 12
     # Access review reminders: this many days before the deadline.
     review_reminder_days: int = 7
+    # The journal: connection logs (login and logout entries), then every entry (administrative journal).
+    connection_months: int = 12
+    journal_years: int = 5
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,8 @@ def load_settings() -> Settings:
             inactivity_warning_months=_env_int("RETENTION_INACTIVITY_WARNING_MONTHS", 6),
             inactivity_suspension_months=_env_int("RETENTION_INACTIVITY_SUSPENSION_MONTHS", 12),
             review_reminder_days=_env_int("RETENTION_REVIEW_REMINDER_DAYS", 7),
+            connection_months=_env_int("RETENTION_CONNECTION_MONTHS", 12),
+            journal_years=_env_int("RETENTION_JOURNAL_YEARS", 5),
         ),
         privacy=PrivacySettings(
             controller_name=_env("PRIVACY_CONTROLLER_NAME", _env("CIG_NAME", "CIG de démonstration")),

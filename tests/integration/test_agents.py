@@ -285,13 +285,14 @@ async def test_delete_needs_confirmation_and_erases_a_lone_account(make_browser,
     assert await scalar(runtime, select(func.count()).select_from(Membership).where(Membership.id == mid)) == 0
     assert await scalar(runtime, select(func.count()).select_from(Grant).where(Grant.membership_id == mid)) == 0
     removed = (await events(runtime, "membership:delete"))[-1]
-    assert removed.employer_id == eid and removed.target_id == mid and removed.before["email"] == (
-        "agent@bellerive.example")
+    assert removed.employer_id == eid and removed.target_id == mid
     erased = (await events(runtime, "account:delete"))[-1]
-    assert erased.target_id == uid and erased.target_label == "Julie Moreau"
-    # History survives the deletion: the journal page still lists the events.
+    # Erased (RGPD art. 17): the journal names a pseudonym, never the person (tests/integration/test_erasure.py).
+    assert erased.target_id == uid and erased.target_label.startswith("Personne effacée n°")
+    assert removed.before["email"] == erased.target_label
+    # History survives the deletion: the journal page still lists the events, under the pseudonym.
     journal = await referent.get(f"/employeurs/{eid}/journal")
-    assert "Julie Moreau" in journal.text
+    assert erased.target_label in journal.text and "Julie Moreau" not in journal.text
     # Deleting again: the membership no longer exists for this employer.
     assert (await referent.post(f"/employeurs/{eid}/agents/{mid}/supprimer")).status_code == 404
 

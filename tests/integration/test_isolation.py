@@ -238,6 +238,7 @@ HANDLER_PERMISSION: dict[str, Permission] = {
     "employer_journal_csv": P.JOURNAL_VIEW,
     "employer_reviews": P.GRANTS_MANAGE, "review": P.GRANTS_MANAGE, "review_decide": P.GRANTS_MANAGE,
     "review_complete": P.GRANTS_MANAGE, "review_certificate": P.EMPLOYER_VIEW,
+    "rgpd_requests": P.ACCOUNTS_MANAGE, "rgpd_request_decide": P.ACCOUNTS_MANAGE,
 }
 
 IN_SCOPE = {

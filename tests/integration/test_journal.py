@@ -135,16 +135,23 @@ async def test_removing_the_last_entries_is_found(runtime: Runtime) -> None:
 
 
 async def test_a_rewritten_entry_with_a_recomputed_hash_breaks_the_next_link(runtime: Runtime) -> None:
-    from convergences.audit.chain import seal
+    from convergences.audit.chain import seal_entry
+    from convergences.audit.models import AuditPersonKey
 
     await some_entries(runtime)
     events = await rows(runtime, select(AuditEvent).order_by(AuditEvent.seq))
     assert len(events) >= 2
     victim, following = events[0], events[1]
+    # An attacker with the database recomputes everything of the entry, commitments included.
+    keys = {k.id: (k.id, k.secret) for k in await rows(runtime, select(AuditPersonKey))}
     fields = {**victim.sealed_fields(), "target_label": "falsifié"}
+    sealed = seal_entry(fields, victim.seq, victim.prev_hash, keys.get(victim.actor_key_id),
+                        keys.get(victim.subject_key_id))
     async with transaction(runtime.maker) as db:
-        await db.execute(update(AuditEvent).where(AuditEvent.id == victim.id)
-                         .values(target_label="falsifié", hash=seal(fields)))
+        await db.execute(text("UPDATE audit_event SET target_label = 'falsifié', subject_commitment = :sc, "
+                              "content_digest = :cd, hash = :h WHERE id = :id"),
+                         {"sc": sealed["subject_commitment"], "cd": sealed["content_digest"], "h": sealed["hash"],
+                          "id": victim.id})
     report = await verify(runtime)
     assert report.broken_id == following.id and "précédente" in report.problem
 
@@ -164,6 +171,13 @@ async def test_the_application_cannot_update_or_delete_an_entry(runtime: Runtime
         with pytest.raises(AppendOnlyViolation):
             await db.flush()
         await db.rollback()
+    # Bulk statements through a session are refused too (only the purge and erasure are exempted).
+    async with transaction(runtime.maker) as db:
+        with pytest.raises(AppendOnlyViolation):
+            await db.execute(update(AuditEvent).values(target_label="changé"))
+    async with transaction(runtime.maker) as db:
+        with pytest.raises(AppendOnlyViolation):
+            await db.execute(delete(AuditEvent))
     assert (await verify(runtime)).intact
 
 
@@ -216,7 +230,10 @@ async def test_filters_narrow_the_employer_journal(runtime: Runtime, make_browse
     nc = str(await app_id(runtime, "net-cotisations"))
     assert "1 entrée correspondant" in await results(application=nc, action="grant:revoke")
     assert "3 entrées correspondant" in await results(application=nc)  # add, change, revoke
-    by_target = await results(concerne="lefèvre")
+    # Nora was erased with her last membership: the journal names her by her pseudonym only.
+    assert "0 entrée" in await results(concerne="lefèvre")
+    pseudonym = (await rows(runtime, select(AuditEvent.target_label).where(AuditEvent.action == "account:delete")))[-1]
+    by_target = await results(concerne=pseudonym)
     # created, invited, right added/changed/revoked, removed from the employer, account deleted
     assert "7 entrées correspondant aux filtres" in by_target and "Connexion réussie" not in by_target
     nobody = await results(auteur="personne-de-ce-nom")
@@ -238,7 +255,8 @@ async def test_filters_narrow_the_employer_journal(runtime: Runtime, make_browse
 async def test_filters_on_the_global_and_portfolio_journals(runtime: Runtime, make_browser: Any) -> None:
     await activity(make_browser, runtime)
     admin = await logged_in(make_browser, CIG_ADMIN)
-    response = await admin.get("/admin/journal", params={"concerne": "Lefèvre", "action": "account:create"})
+    pseudonym = (await rows(runtime, select(AuditEvent.target_label).where(AuditEvent.action == "account:delete")))[-1]
+    response = await admin.get("/admin/journal", params={"concerne": pseudonym, "action": "account:create"})
     assert response.status_code == 200 and "1 entrée correspondant aux filtres" in response.text
     correspondent = await logged_in(make_browser, CORRESPONDENT)
     response = await correspondent.get("/portefeuille/journal", params={"action": "grant:change"})

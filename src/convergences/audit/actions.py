@@ -41,6 +41,14 @@ class Action(StrEnum):
     REVIEW_OPEN = "review:open"
     REVIEW_DECIDE = "review:decide"
     REVIEW_COMPLETE = "review:complete"
+    # RGPD (issue 5)
+    DATA_EXPORT = "account:data:export"
+    ERASURE_REQUEST = "account:erasure:request"
+    ERASURE_CONFIRM = "account:erasure:confirm"
+    ERASURE_REFUSE = "account:erasure:refuse"
+    EMPLOYER_DELETE = "employer:delete"
+    JOURNAL_PURGE = "journal:purge"
+    JOURNAL_PURGED = "journal:purged"
 
 
 LABELS: dict[str, str] = {
@@ -79,4 +87,11 @@ LABELS: dict[str, str] = {
     Action.REVIEW_OPEN: "Revue des droits ouverte",
     Action.REVIEW_DECIDE: "Décision de revue des droits",
     Action.REVIEW_COMPLETE: "Revue des droits terminée (certificat)",
+    Action.DATA_EXPORT: "Export de mes données",
+    Action.ERASURE_REQUEST: "Demande d'effacement du compte",
+    Action.ERASURE_CONFIRM: "Demande d'effacement acceptée",
+    Action.ERASURE_REFUSE: "Demande d'effacement refusée",
+    Action.EMPLOYER_DELETE: "Employeur supprimé",
+    Action.JOURNAL_PURGE: "Purge du journal (durée de conservation échue)",
+    Action.JOURNAL_PURGED: "Entrée purgée (durée de conservation échue)",
 }

@@ -15,8 +15,17 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convergences.audit.actions import LABELS, Action
-from convergences.audit.chain import GENESIS, seal
-from convergences.audit.models import AuditChainHead, AuditEvent
+from convergences.audit.chain import (
+    GENESIS,
+    actor_part,
+    commit,
+    content_digest,
+    erased_actor_values,
+    erased_subject_values,
+    link,
+    subject_part,
+)
+from convergences.audit.models import AuditChainHead, AuditEvent, AuditPersonKey
 from convergences.authz import Actor
 
 PAGE_SIZE = 50
@@ -161,7 +170,8 @@ def for_employers(employer_ids: list[int]) -> Select[tuple[AuditEvent]]:
 
 
 def everything() -> Select[tuple[AuditEvent]]:
-    return select(AuditEvent)
+    """Every readable entry (tombstones of purged entries have no content to show)."""
+    return select(AuditEvent).where(AuditEvent.purged_at.is_(None))
 
 
 # -- CSV export ------------------------------------------------------------------------------------
@@ -249,7 +259,9 @@ class ChainReport:
 
 
 async def verify(db: AsyncSession, batch: int = 1000) -> ChainReport:
-    """Recompute the chain from the first entry; stop at the first broken link."""
+    """Recompute the chain from the first entry; stop at the first broken link (format 2, see
+    :mod:`convergences.audit.chain`: commitments checked while the person's key exists, the pseudonym
+    once erased; tombstones checked by their kept content digest)."""
     report = ChainReport()
     expected_seq, previous = 1, GENESIS
     last_seq = 0
@@ -258,6 +270,8 @@ async def verify(db: AsyncSession, batch: int = 1000) -> ChainReport:
                                    .order_by(AuditEvent.seq).limit(batch))).all()
         if not events:
             break
+        key_ids = {k for e in events for k in (e.actor_key_id, e.subject_key_id) if k}
+        keys = {k.id: k for k in (await db.scalars(select(AuditPersonKey).where(AuditPersonKey.id.in_(key_ids))))}
         for e in events:
             problem = ""
             if e.seq != expected_seq:
@@ -265,8 +279,8 @@ async def verify(db: AsyncSession, batch: int = 1000) -> ChainReport:
                            f"{e.seq} trouvée")
             elif e.prev_hash != previous:
                 problem = "le lien vers l'entrée précédente ne correspond pas"
-            elif e.hash != seal(e.sealed_fields()):
-                problem = "le contenu de l'entrée a été modifié"
+            else:
+                problem = entry_problem(e, keys)
             if problem:
                 report.broken_id, report.broken_seq, report.problem = e.id, e.seq, problem
                 return report
@@ -285,3 +299,32 @@ async def verify(db: AsyncSession, batch: int = 1000) -> ChainReport:
         report.problem = (f"la tête de chaîne annonce {head.seq} entrée(s), {last_seq} trouvée(s) : "
                           "des entrées récentes ont été supprimées")
     return report
+
+
+TAMPERED = "le contenu de l'entrée a été modifié"
+
+
+def entry_problem(e: AuditEvent, keys: Mapping[int, AuditPersonKey]) -> str:
+    """What is wrong with one entry's content and hash ("" if nothing); its link is checked by the caller."""
+    if e.purged_at is not None:
+        if e.actor_label or e.target_label or e.before or e.after or e.ip or e.target_id or e.actor_id:
+            return "une entrée purgée contient encore des données"
+        return "" if e.hash == link(e.seq, e.prev_hash, e.content_digest) else TAMPERED
+    fields = e.sealed_fields()
+    for side, part, erased in (("actor", actor_part, erased_actor_values),
+                               ("subject", subject_part, erased_subject_values)):
+        key_id = fields[f"{side}_key_id"]
+        if not key_id:
+            continue
+        key = keys.get(key_id)
+        if key is None:
+            return "la clé personnelle d'une entrée est introuvable"
+        if key.secret is not None:
+            if commit(key.secret, part(fields)) != fields[f"{side}_commitment"]:
+                return TAMPERED
+        elif part(fields) != part({**fields, **erased(fields, key.pseudonym or "")}):
+            return "une donnée effacée (pseudonymisée) a été modifiée"
+    digest = content_digest(fields)
+    if digest != e.content_digest or e.hash != link(e.seq, e.prev_hash, digest):
+        return TAMPERED
+    return ""

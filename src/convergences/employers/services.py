@@ -321,9 +321,10 @@ class EmployerService:
             others = await db.scalar(select(func.count()).select_from(Membership).where(
                 Membership.account_id == account.id)) or 0
             if not others and not account.is_staff:
-                audit.record(db, actor, Action.ACCOUNT_DELETE, employer_id=employer_id, target_type="account",
-                             target_id=account.id, target_label=account.full_name)
-                await db.delete(account)
+                # The account goes with its last membership: erased, journal pseudonymised (RGPD art. 17).
+                from convergences.rgpd.erasure import erase_account
+
+                await erase_account(self.rt, db, actor, account, employer_id=employer_id)
         kick_logouts(self.rt)
 
     async def resend_invitation(self, actor: Actor, employer_id: int, membership_id: int) -> None:

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from convergences.audit.retention import purge_journal
 from convergences.db import transaction
 from convergences.maintenance import purges
 from convergences.maintenance.inactivity import suspend_inactive, warn_inactive
@@ -61,6 +62,7 @@ JOBS: list[Job] = [
     Job.of_settings("oidc-logout-deliveries", "Déconnexions d'applications remises supprimées",
                     purges.purge_logout_deliveries),
     Job.of_settings("outbox-mail", "Courriels envoyés supprimés", purges.purge_outbox_mail),
+    Job.of_settings("journal", "Entrées du journal purgées (durée de conservation échue)", purge_journal),
 ]
 
 

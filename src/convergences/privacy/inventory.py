@@ -27,11 +27,11 @@ def account_retention(s: Settings) -> str:
 
 
 def journal_retention(s: Settings) -> str:
-    # The journal purge (audit/retention.py) is configured by its own setting; see docs/data-minimisation.md.
-    months = getattr(s.retention, "journal_months", None)
-    if months:
-        return f"{months} mois, puis l'entrée est supprimée (le chaînage repart de la première entrée gardée)"
-    return "durée de conservation du journal (purge du journal, voir la configuration)"
+    # The journal purge (audit/retention.py): its content is removed, a tombstone keeps the chain verifiable.
+    r = s.retention
+    return (f"connexions (réussies ou non) : {r.connection_months} mois ; actions d'administration : "
+            f"{r.journal_years} ans ; puis le contenu de l'entrée est supprimé (seule reste l'empreinte qui "
+            f"garde le chaînage vérifiable)")
 
 
 def session_retention(s: Settings) -> str:
@@ -100,6 +100,13 @@ INVENTORY: tuple[TableEntry, ...] = (
         Field("ip", "sécurité : origine des connexions et des actions"),
     ), journal_retention),
     TableEntry("audit_chain_head", "Tête de chaîne du journal", (), _none),
+    TableEntry("audit_person_key", "Clé de pseudonymisation du journal", (
+        Field("account_id, secret, pseudonym", "sceller les données personnelles du journal ; la clé est détruite "
+                                               "à l'effacement de la personne (le pseudonyme reste)"),
+    ), lambda s: "tant que le compte existe ; la clé est détruite à l'effacement, le pseudonyme suit le journal"),
+    TableEntry("rgpd_erasure_request", "Demande d'effacement", (
+        Field("account_id, employer_id, message, decision_reason", "traiter la demande d'effacement (art. 17)"),
+    ), lambda s: "jusqu'à la décision ; supprimée avec le compte"),
     TableEntry("outbox_mail", "Courriels à envoyer", (
         Field("recipient, subject, body_text, body_html", "envoi des courriels de service (le corps, qui peut "
                                                           "contenir un lien à usage unique, est effacé à l'envoi)"),
