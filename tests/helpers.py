@@ -3,15 +3,19 @@ page does), look-ups in the demo data, and the setup pieces several test package
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import parse_qs, urlsplit
 
+import pyotp
 import pytest
 from httpx import Cookies, Response
 from litestar.testing import AsyncTestClient
@@ -22,7 +26,7 @@ from convergences.applications.models import Application
 from convergences.db import transaction
 from convergences.employers.models import Employer, Membership
 from convergences.runtime import Runtime
-from convergences.seed import DEMO_PASSWORD
+from convergences.seed import DEMO_PASSWORD, demo_totp_secret
 
 CSRF_COOKIE = "cvg_csrf"
 
@@ -77,12 +81,72 @@ class Browser:
         return await self._send("POST", url, data=form, headers=headers, **kwargs)
 
     async def login(self, email: str, password: str = DEMO_PASSWORD) -> Response:
+        """Log in through the real form, then the real second step when there is one (a TOTP code of
+        the account's known secret, or enrolment of a new one when the portal asks for it)."""
         response = await self.post("/login", {"email": email, "password": password, "next": "/"})
         assert response.status_code == 303, (response.status_code, _text(response))
+        return await self.second_step(response, email)
+
+    async def second_step(self, response: Response, email: str) -> Response:
+        location = response.headers.get("location", "")
+        target = parse_qs(urlsplit(location).query).get("next", ["/"])[0]
+        if location.startswith("/login/second-facteur"):
+            code = await totp_code(self.client, email)
+            response = await self.post("/login/second-facteur", {"code": code, "next": target})
+            assert response.status_code == 303, (response.status_code, _text(response))
+        elif location.startswith("/login/enrolement"):
+            await self.enrol(location, email, target)
         return response
+
+    async def enrol(self, page_url: str, email: str, target: str, action: str = "/login/enrolement") -> Response:
+        """Enrol a TOTP factor from an enrolment page (its secret read from the page, as a person would)."""
+        page = await self.get(page_url)
+        assert page.status_code == 200, (page.status_code, _text(page))
+        secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text).group(1).replace(" ", "")  # type: ignore[union-attr]
+        token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        known_secrets(self.client)[email] = secret
+        done = await self.post(action, {"token": token, "code": await totp_code(self.client, email),
+                                        "label": "Test", "next": target})
+        assert done.status_code == 200 and "codes de secours" in done.text, (done.status_code, _text(done))
+        return done
 
     async def logout(self) -> Response:
         return await self.post("/logout")
+
+
+# TOTP codes for the tests' logins. A code is accepted once (replay protection), within ±1 step: the
+# helpers remember, per test database and account, which steps they used, and wait for the next 30 s
+# step only when the three acceptable ones are spent.
+_used_steps: dict[str, dict[str, int]] = {}
+_secrets: dict[str, dict[str, str]] = {}
+
+
+def _database(client: Any) -> str:
+    """The test database behind a test client (one per test): the key of what was used in it."""
+    return str(client.app.state.runtime.settings.database.url)
+
+
+def known_secrets(client: Any) -> dict[str, str]:
+    """TOTP secrets enrolled during this test (the demo accounts' ones are fixed: seed.demo_totp_secret)."""
+    return _secrets.setdefault(_database(client), {})
+
+
+def use_step(client: Any, email: str, step: int) -> None:
+    """Tell the helpers that a test used this step itself (so they never replay it)."""
+    used = _used_steps.setdefault(_database(client), {})
+    used[email] = max(used.get(email, step), step)
+
+
+async def totp_code(client: Any, email: str) -> str:
+    secret = known_secrets(client).get(email) or demo_totp_secret(email)
+    used = _used_steps.setdefault(_database(client), {})
+    while True:
+        now = int(time.time()) // 30
+        for step in (now - 1, now, now + 1):
+            if step > used.get(email, step - 1):
+                used[email] = step
+                return pyotp.TOTP(secret).generate_otp(step)
+        await asyncio.sleep(30 - time.time() % 30 + 0.2)
 
 
 async def logged_in(make_browser: Any, email: str, password: str = DEMO_PASSWORD) -> Browser:

@@ -77,6 +77,9 @@ def demo_cmd(as_json: bool) -> None:
     click.echo(f"Comptes de démonstration (mot de passe commun : {data['accounts'][0]['password']})")
     for account in data["accounts"]:
         click.echo(f"  {account['email']:<36} {', '.join(account['roles'])}")
+        if account.get("totp_secret"):
+            click.echo(f"  {'':<36} double authentification, clé TOTP : {account['totp_secret']}")
+    click.echo("Code à 6 chiffres : toute application d'authentification, ou oathtool --totp -b CLÉ")
 
 
 @main.command("create-admin")

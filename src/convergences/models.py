@@ -21,3 +21,6 @@ from convergences.oidc.models import (  # noqa: E402
 )
 
 __all__ += ["AuthorizationCode", "Client", "LogoutDelivery", "OAuthToken", "RpSession", "SigningKey", "SubjectSalt"]
+from convergences.mfa.models import RecoveryCode, SecondFactor  # noqa: E402
+
+__all__ += ["RecoveryCode", "SecondFactor"]

@@ -38,6 +38,15 @@ class Action(StrEnum):
     CLIENT_UPDATE = "client:update"
     CLIENT_SECRET_ROTATE = "client:secret:rotate"  # noqa: S105 - an action tag, not a secret
     CLIENT_DELETE = "client:delete"
+    MFA_FAILURE = "account:mfa:failure"
+    MFA_TOTP_ADD = "account:mfa:totp:add"
+    MFA_FACTOR_REMOVE = "account:mfa:factor:remove"
+    MFA_RECOVERY_REGENERATE = "account:recovery_codes:regenerate"
+    MFA_RECOVERY_USED = "account:recovery_codes:used"
+    MFA_RESET = "account:mfa:reset"
+    REAUTH_SUCCESS = "account:reauth:success"
+    REAUTH_FAILURE = "account:reauth:failure"
+    EMPLOYER_MFA_POLICY = "employer:mfa:policy"
 
 
 LABELS: dict[str, str] = {
@@ -73,4 +82,13 @@ LABELS: dict[str, str] = {
     Action.CLIENT_UPDATE: "Client OpenID Connect modifié",
     Action.CLIENT_SECRET_ROTATE: "Secret d'un client OpenID Connect régénéré",
     Action.CLIENT_DELETE: "Client OpenID Connect supprimé",
+    Action.MFA_FAILURE: "Échec du second facteur",
+    Action.MFA_TOTP_ADD: "Application d'authentification enregistrée",
+    Action.MFA_FACTOR_REMOVE: "Second facteur supprimé",
+    Action.MFA_RECOVERY_REGENERATE: "Codes de secours régénérés",
+    Action.MFA_RECOVERY_USED: "Code de secours utilisé",
+    Action.MFA_RESET: "Double authentification réinitialisée",
+    Action.REAUTH_SUCCESS: "Réauthentification réussie",
+    Action.REAUTH_FAILURE: "Échec de réauthentification",
+    Action.EMPLOYER_MFA_POLICY: "Règle de double authentification de l'employeur modifiée",
 }
