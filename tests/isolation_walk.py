@@ -59,6 +59,16 @@ ALLOW_LIST: dict[str, str] = {
     "/oidc/introspect": "client-authenticated; answers only about that client's tokens",
     "/oidc/logout": "ends the caller's own session only (asks for confirmation without a matching hint)",
     "/oidc/logout/confirmer": "ends the caller's own session only",
+    # Second factor (convergences.mfa): the caller's own account only, no employer id.
+    "/login/second-facteur": "second login step: needs the signed 5-minute state of a right password; no id",
+    "/login/enrolement": "forced enrolment at login: the same signed state, the person's own factor; no id",
+    "/compte/reauthentification": "re-authenticates the caller's own session",
+    "/compte/double-authentification": "the caller's own factors",
+    "/compte/double-authentification/application": "adds a factor to the caller's own account",
+    "/compte/double-authentification/codes-de-secours": "the caller's own recovery codes",
+    "/compte/double-authentification/{factor_id:int}/supprimer":
+        "looked up with the caller's own account id (another's factor: 404, tests/integration/test_mfa.py)",
+    "/compte/historique": "the caller's own login history",
 }
 
 # Parameterless GET pages that some roles may legitimately open: they list only what is in the
