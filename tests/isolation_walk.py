@@ -69,6 +69,12 @@ ALLOW_LIST: dict[str, str] = {
     "/compte/double-authentification/{factor_id:int}/supprimer":
         "looked up with the caller's own account id (another's factor: 404, tests/integration/test_mfa.py)",
     "/compte/historique": "the caller's own login history",
+    "/login/cle-d-acces/options": "passkey challenge (JSON): public, like the login form; no id",
+    "/login/cle-d-acces": "passkey login (JSON): the signed assertion of a registered passkey is the credential",
+    "/compte/double-authentification/cle-d-acces/options": "passkey registration options for the caller only",
+    "/compte/double-authentification/cle-d-acces": "registers a passkey on the caller's own account",
+    "/compte/reauthentification/cle-d-acces/options": "passkey challenge for the caller's own re-authentication",
+    "/compte/reauthentification/cle-d-acces": "re-authenticates the caller's own session with their own passkey",
 }
 
 # Parameterless GET pages that some roles may legitimately open: they list only what is in the

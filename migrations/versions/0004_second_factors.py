@@ -26,10 +26,14 @@ def upgrade() -> None:
     sa.Column('secret_encrypted', sa.Text(), nullable=True),
     sa.Column('last_step', sa.BigInteger(), nullable=True),
     sa.Column('last_used_at', convergences.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('credential_id', sa.String(length=512), nullable=True),
+    sa.Column('public_key', sa.Text(), nullable=True),
+    sa.Column('sign_count', sa.BigInteger(), nullable=False),
     sa.Column('created_at', convergences.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], name=op.f('fk_mfa_factor_account_id_account'),
                             ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_mfa_factor'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mfa_factor')),
+    sa.UniqueConstraint('credential_id', name=op.f('uq_mfa_factor_credential_id'))
     )
     op.create_index(op.f('ix_mfa_factor_account_id'), 'mfa_factor', ['account_id'], unique=False)
     op.create_table('mfa_recovery_code',

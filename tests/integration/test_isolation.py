@@ -236,6 +236,7 @@ HANDLER_PERMISSION: dict[str, Permission] = {
     "referent_designate": P.REFERENTS_DESIGNATE, "referent_revoke": P.REFERENTS_DESIGNATE,
     "employer_journal": P.JOURNAL_VIEW,
     "employer_journal_csv": P.JOURNAL_VIEW,
+    "mfa_employer_policy": P.MFA_POLICY, "mfa_employer_policy_post": P.MFA_POLICY, "mfa_reset": P.MFA_RESET,
 }
 
 IN_SCOPE = {

@@ -40,6 +40,7 @@ class Action(StrEnum):
     CLIENT_DELETE = "client:delete"
     MFA_FAILURE = "account:mfa:failure"
     MFA_TOTP_ADD = "account:mfa:totp:add"
+    MFA_PASSKEY_ADD = "account:mfa:passkey:add"
     MFA_FACTOR_REMOVE = "account:mfa:factor:remove"
     MFA_RECOVERY_REGENERATE = "account:recovery_codes:regenerate"
     MFA_RECOVERY_USED = "account:recovery_codes:used"
@@ -84,6 +85,7 @@ LABELS: dict[str, str] = {
     Action.CLIENT_DELETE: "Client OpenID Connect supprimé",
     Action.MFA_FAILURE: "Échec du second facteur",
     Action.MFA_TOTP_ADD: "Application d'authentification enregistrée",
+    Action.MFA_PASSKEY_ADD: "Clé d'accès enregistrée",
     Action.MFA_FACTOR_REMOVE: "Second facteur supprimé",
     Action.MFA_RECOVERY_REGENERATE: "Codes de secours régénérés",
     Action.MFA_RECOVERY_USED: "Code de secours utilisé",

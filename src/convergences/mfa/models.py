@@ -11,7 +11,8 @@ from convergences.db import Base, CreatedAtMixin
 
 
 class SecondFactor(CreatedAtMixin, Base):
-    """A TOTP authenticator (``kind='totp'``). The secret is encrypted with the server secret."""
+    """A TOTP authenticator (``kind='totp'``; its secret encrypted with the server secret) or a WebAuthn
+    passkey (``kind='webauthn'``: credential id, public key, signature counter)."""
 
     __tablename__ = "mfa_factor"
 
@@ -24,6 +25,10 @@ class SecondFactor(CreatedAtMixin, Base):
     # The last TOTP time step accepted: a code is never accepted twice (replay within its window).
     last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    # WebAuthn: base64url credential id, COSE public key (base64url), last signature counter.
+    credential_id: Mapped[str | None] = mapped_column(String(512), default=None, unique=True)
+    public_key: Mapped[str | None] = mapped_column(Text, default=None)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class RecoveryCode(CreatedAtMixin, Base):

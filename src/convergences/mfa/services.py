@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
 from convergences.accounts.models import Account
-from convergences.accounts.services import AuthService, LoginResult, _wait_message
+from convergences.accounts.services import ACCOUNT_SUSPENDED, AuthService, LoginResult, _wait_message
 from convergences.audit.actions import Action
 from convergences.audit.models import AuditEvent
 from convergences.audit.services import record
@@ -22,6 +22,7 @@ from convergences.errors import NotFound
 from convergences.mfa import totp
 from convergences.mfa.devices import describe
 from convergences.mfa.models import RecoveryCode, SecondFactor
+from convergences.mfa.passkeys import AMR_PASSWORDLESS, AMR_SECOND_FACTOR, PASSKEY_FAILED, PasskeyService
 from convergences.mfa.policy import ENROL, FACTOR, is_required, read_pending
 from convergences.oidc.services import kick_logouts
 from convergences.runtime import Runtime
@@ -139,6 +140,40 @@ class MfaService:
                 return LoginResult(False, CODE_FAILED)
             new, ended, alerted = await AuthService(self.rt).open_session(
                 db, account, ip, user_agent, previous_cookie, amr=AMR[method], factor=method)
+        self._after_commit(ended, alerted)
+        return LoginResult(True, cookie_value=new.cookie_value)
+
+    async def passkey_login(self, pending_cookie: str | None, challenge_cookie: str | None,
+                            credential: dict[str, Any], ip: str | None, user_agent: str | None,
+                            previous_cookie: str | None) -> LoginResult:
+        """A passkey as the second step of a half-authenticated login, or alone (passwordless: the
+        discoverable credential names the account, user verification required). Throttled like codes."""
+        pending = read_pending(self.rt, pending_cookie)
+        async with transaction(self.rt.maker) as db:
+            pending_account = await db.get(Account, pending[0]) if pending and pending[1] == FACTOR else None
+            keys = [ip_key(ip)] + ([account_key(pending_account.email)] if pending_account else [])
+            wait = await self.rt.throttle.wait_seconds(db, keys)
+        if wait:
+            return LoginResult(False, _wait_message(wait), wait_seconds=wait)
+        passkeys = PasskeyService(self.rt)
+        async with transaction(self.rt.maker) as db:
+            verified = await passkeys.verify(db, challenge_cookie, credential)
+            account = await db.get(Account, verified.account_id) if verified else None
+            if verified is None or account is None or (
+                    pending_account is not None and not verified.passwordless and account.id != pending_account.id):
+                await self.rt.throttle.failure(db, keys)
+                record(db, None, Action.MFA_FAILURE, target_type="account",
+                       target_id=pending_account.id if pending_account else None,
+                       target_label=pending_account.full_name if pending_account else "", ip=ip,
+                       after={"factor": "passkey", "user_agent": (user_agent or "")[:300]})
+                return LoginResult(False, PASSKEY_FAILED)
+            if not account.is_staff and not await db.scalar(select(Membership.id).where(
+                    Membership.account_id == account.id, Membership.suspended_at.is_(None)).limit(1)):
+                return LoginResult(False, ACCOUNT_SUSPENDED)
+            amr = AMR_PASSWORDLESS if verified.passwordless else AMR_SECOND_FACTOR
+            new, ended, alerted = await AuthService(self.rt).open_session(
+                db, account, ip, user_agent, previous_cookie, amr=amr,
+                factor="passkey_passwordless" if verified.passwordless else "passkey")
         self._after_commit(ended, alerted)
         return LoginResult(True, cookie_value=new.cookie_value)
 
@@ -350,10 +385,11 @@ class MfaService:
 
     # -- step-up ---------------------------------------------------------------------------------
 
-    async def needs_code(self, account_id: int) -> bool:
+    async def factor_kinds(self, account_id: int) -> set[str]:
+        """The kinds of factor the account has ("totp", "webauthn"): what re-authentication asks for."""
         async with transaction(self.rt.maker) as db:
-            return await db.scalar(select(SecondFactor.id).where(SecondFactor.account_id == account_id)
-                                   .limit(1)) is not None
+            return set((await db.scalars(select(SecondFactor.kind).where(
+                SecondFactor.account_id == account_id))).all())
 
     async def reauthenticate(self, actor: Actor, password: str, code: str) -> str | None:
         """Check the password (and the second factor when there is one) again; on success the session's
@@ -390,6 +426,29 @@ class MfaService:
                    target_label=account.full_name, after={"factor": method or "password"})
         return None
 
+    async def reauthenticate_with_passkey(self, actor: Actor, challenge_cookie: str | None,
+                                          credential: dict[str, Any]) -> bool:
+        """Step-up with one of the actor's own passkeys (a possession factor verified on the device)."""
+        async with transaction(self.rt.maker) as db:
+            account = await db.get(Account, actor.account_id)
+            assert account is not None
+            keys = [account_key(account.email), ip_key(actor.ip)]
+            if await self.rt.throttle.wait_seconds(db, keys):
+                return False
+        async with transaction(self.rt.maker) as db:
+            verified = await PasskeyService(self.rt).verify(db, challenge_cookie, credential)
+            session = await db.get(LoginSession, actor.session_id)
+            if verified is None or verified.account_id != actor.account_id or session is None:
+                await self.rt.throttle.failure(db, keys)
+                record(db, actor, Action.REAUTH_FAILURE, target_type="account", target_id=actor.account_id,
+                       after={"factor": "passkey"})
+                return False
+            session.authenticated_at = utcnow()
+            session.amr = " ".join(AMR_SECOND_FACTOR)
+            record(db, actor, Action.REAUTH_SUCCESS, target_type="account", target_id=actor.account_id,
+                   after={"factor": "passkey"})
+        return True
+
     # -- login history ---------------------------------------------------------------------------
 
     async def history(self, actor: Actor) -> list[HistoryRow]:
@@ -407,7 +466,8 @@ class MfaService:
 
 
 FACTOR_LABELS = {"password": "Mot de passe", "totp": "Mot de passe + application d'authentification",
-                 "recovery_code": "Mot de passe + code de secours"}
+                 "recovery_code": "Mot de passe + code de secours", "passkey": "Mot de passe + clé d'accès",
+                 "passkey_passwordless": "Clé d'accès (sans mot de passe)"}
 
 
 def _after(event: AuditEvent) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from convergences.accounts.services import LoginResult
 from convergences.accounts.views import Form, auth_rate_limit
 from convergences.authz import Actor
 from convergences.db import transaction
+from convergences.mfa.passkey_views import HANDLERS as PASSKEY_HANDLERS
 from convergences.mfa.policy import ENROL, PENDING_COOKIE
 from convergences.mfa.services import Enrolment, MfaService
 from convergences.security.models import LoginSession
@@ -132,33 +133,35 @@ async def step_up(request: Request[Any, Any, Any], actor: Actor, back: str) -> R
     return redirect(request, reauth_url(back))
 
 
-@get(REAUTH_PATH, name="reauth", dependencies=ACTOR)
+@get(REAUTH_PATH, name="reauth")
 async def reauth_page(request: Request[Any, Any, Any], actor: Actor) -> Template:
     target = safe_next(request.query_params.get("next"), MANAGE)
-    return render(request, "mfa/reauth.html", actor=actor, next=target, error=None,
-                  needs_code=await _svc(request).needs_code(actor.account_id))
+    kinds = await _svc(request).factor_kinds(actor.account_id)
+    return render(request, "mfa/reauth.html", actor=actor, next=target, error=None, needs_code=bool(kinds),
+                  has_passkey="webauthn" in kinds)
 
 
-@post(REAUTH_PATH, name="reauth_post", dependencies=ACTOR, middleware=[auth_rate_limit.middleware])
+@post(REAUTH_PATH, name="reauth_post", middleware=[auth_rate_limit.middleware])
 async def reauth_post(request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any] = Form) -> Response[Any]:
     svc = _svc(request)
     target = safe_next(text(data, "next", 2000), MANAGE)
     error = await svc.reauthenticate(actor, str(data.get("password", ""))[:4096], text(data, "code", 60))
     if error:
+        kinds = await svc.factor_kinds(actor.account_id)
         return render(request, "mfa/reauth.html", status_code=401, actor=actor, next=target, error=error,
-                      needs_code=await svc.needs_code(actor.account_id))
+                      needs_code=bool(kinds), has_passkey="webauthn" in kinds)
     return redirect(request, target)
 
 
 # -- the person's own factors --------------------------------------------------------------------
 
-@get(MANAGE, name="mfa_manage", dependencies=ACTOR)
+@get(MANAGE, name="mfa_manage")
 async def manage(request: Request[Any, Any, Any], actor: Actor) -> Template:
     overview = await _svc(request).overview(actor.account_id)
     return render(request, "mfa/manage.html", actor=actor, overview=overview, error=None)
 
 
-@get(MANAGE + "/application", name="mfa_totp_add", dependencies=ACTOR)
+@get(MANAGE + "/application", name="mfa_totp_add")
 async def totp_page(request: Request[Any, Any, Any], actor: Actor) -> Response[Any]:
     if (back := await step_up(request, actor, MANAGE + "/application")) is not None:
         return back
@@ -170,7 +173,7 @@ async def totp_page(request: Request[Any, Any, Any], actor: Actor) -> Response[A
                   label="", forced=False, **_enrol_context(svc.start_enrolment(account)))
 
 
-@post(MANAGE + "/application", name="mfa_totp_add_post", dependencies=ACTOR)
+@post(MANAGE + "/application", name="mfa_totp_add_post")
 async def totp_post(request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any] = Form) -> Response[Any]:
     if (back := await step_up(request, actor, MANAGE + "/application")) is not None:
         return back
@@ -189,7 +192,7 @@ async def totp_post(request: Request[Any, Any, Any], actor: Actor, data: dict[st
     return render(request, "mfa/recovery_codes.html", actor=actor, codes=codes, next=MANAGE)
 
 
-@post(MANAGE + "/codes-de-secours", name="mfa_recovery_regenerate", dependencies=ACTOR)
+@post(MANAGE + "/codes-de-secours", name="mfa_recovery_regenerate")
 async def recovery_regenerate(request: Request[Any, Any, Any], actor: Actor) -> Response[Any]:
     if (back := await step_up(request, actor, MANAGE)) is not None:
         return back
@@ -197,7 +200,7 @@ async def recovery_regenerate(request: Request[Any, Any, Any], actor: Actor) -> 
     return render(request, "mfa/recovery_codes.html", actor=actor, codes=codes, next=MANAGE)
 
 
-@post(MANAGE + "/{factor_id:int}/supprimer", name="mfa_factor_remove", dependencies=ACTOR)
+@post(MANAGE + "/{factor_id:int}/supprimer", name="mfa_factor_remove")
 async def factor_remove(request: Request[Any, Any, Any], actor: Actor, factor_id: int) -> Response[Any]:
     if (back := await step_up(request, actor, MANAGE)) is not None:
         return back
@@ -209,7 +212,7 @@ async def factor_remove(request: Request[Any, Any, Any], actor: Actor, factor_id
     return redirect(request, MANAGE, "Le moyen d'authentification est supprimé.")
 
 
-@get("/compte/historique", name="login_history", dependencies=ACTOR)
+@get("/compte/historique", name="login_history")
 async def history(request: Request[Any, Any, Any], actor: Actor) -> Template:
     return render(request, "mfa/history.html", actor=actor, rows=await _svc(request).history(actor))
 
@@ -219,13 +222,13 @@ async def history(request: Request[Any, Any, Any], actor: Actor) -> Template:
 POLICY = "/employeurs/{employer_id:int}/double-authentification"
 
 
-@get(POLICY, name="mfa_employer_policy", dependencies=ACTOR)
+@get(POLICY, name="mfa_employer_policy")
 async def policy_page(request: Request[Any, Any, Any], actor: Actor, employer_id: int) -> Template:
     employer = await _svc(request).employer_policy(actor, employer_id)
     return render(request, "mfa/employer_policy.html", actor=actor, employer=employer)
 
 
-@post(POLICY, name="mfa_employer_policy_post", dependencies=ACTOR)
+@post(POLICY, name="mfa_employer_policy_post")
 async def policy_post(request: Request[Any, Any, Any], actor: Actor, employer_id: int,
                       data: dict[str, Any] = Form) -> Response[Any]:
     await _svc(request).set_employer_policy(actor, employer_id, text(data, "required", 5) == "1")
@@ -233,7 +236,7 @@ async def policy_post(request: Request[Any, Any, Any], actor: Actor, employer_id
 
 
 @post("/employeurs/{employer_id:int}/agents/{membership_id:int}/double-authentification/reinitialiser",
-      name="mfa_reset", dependencies=ACTOR)
+      name="mfa_reset")
 async def reset(request: Request[Any, Any, Any], actor: Actor, employer_id: int, membership_id: int) -> Response[Any]:
     account = await _svc(request).reset(actor, employer_id, membership_id)
     return redirect(request, f"/employeurs/{employer_id}/agents/{membership_id}",
@@ -241,6 +244,7 @@ async def reset(request: Request[Any, Any, Any], actor: Actor, employer_id: int,
                     "enrôlement lui sera demandé à sa prochaine connexion.")
 
 
-router = Router(path="/", route_handlers=[
+router = Router(path="/", dependencies=ACTOR, route_handlers=[
     factor_page, factor_post, enrol_at_login_page, enrol_at_login_post, reauth_page, reauth_post, manage,
-    totp_page, totp_post, recovery_regenerate, factor_remove, history, policy_page, policy_post, reset])
+    totp_page, totp_post, recovery_regenerate, factor_remove, history, policy_page, policy_post, reset,
+    *PASSKEY_HANDLERS])
