@@ -104,7 +104,7 @@ class Browser:
         assert page.status_code == 200, (page.status_code, _text(page))
         secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text).group(1).replace(" ", "")  # type: ignore[union-attr]
         token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-        known_secrets(self.client)[email] = secret
+        remember_secret(_database(self.client), email, secret)
         done = await self.post(action, {"token": token, "code": await totp_code(self.client, email),
                                         "label": "Test", "next": target})
         assert done.status_code == 200 and "codes de secours" in done.text, (done.status_code, _text(done))
@@ -126,27 +126,45 @@ def _database(client: Any) -> str:
     return str(client.app.state.runtime.settings.database.url)
 
 
-def known_secrets(client: Any) -> dict[str, str]:
-    """TOTP secrets enrolled during this test (the demo accounts' ones are fixed: seed.demo_totp_secret)."""
-    return _secrets.setdefault(_database(client), {})
-
-
 def use_step(client: Any, email: str, step: int) -> None:
     """Tell the helpers that a test used this step itself (so they never replay it)."""
     used = _used_steps.setdefault(_database(client), {})
     used[email] = max(used.get(email, step), step)
 
 
+def _pick_code(database: str, email: str) -> str | None:
+    """A code of a step this test has not used yet for this account, or None (wait for the next step)."""
+    secret = _secrets.setdefault(database, {}).get(email) or demo_totp_secret(email)
+    used = _used_steps.setdefault(database, {})
+    now = int(time.time()) // 30
+    for step in (now - 1, now, now + 1):
+        if step > used.get(email, step - 1):
+            used[email] = step
+            return str(pyotp.TOTP(secret).generate_otp(step))
+    return None
+
+
 async def totp_code(client: Any, email: str) -> str:
-    secret = known_secrets(client).get(email) or demo_totp_secret(email)
-    used = _used_steps.setdefault(_database(client), {})
-    while True:
-        now = int(time.time()) // 30
-        for step in (now - 1, now, now + 1):
-            if step > used.get(email, step - 1):
-                used[email] = step
-                return pyotp.TOTP(secret).generate_otp(step)
+    code = _pick_code(_database(client), email)
+    if code is None:  # the three acceptable steps are spent: the next one comes within 30 s
         await asyncio.sleep(30 - time.time() % 30 + 0.2)
+        code = _pick_code(_database(client), email)
+    assert code is not None
+    return code
+
+
+def totp_code_blocking(database: str, email: str) -> str:
+    """The same for synchronous callers (Playwright's sync API): ``database`` names the live server's."""
+    code = _pick_code(database, email)
+    if code is None:
+        time.sleep(30 - time.time() % 30 + 0.2)
+        code = _pick_code(database, email)
+    assert code is not None
+    return code
+
+
+def remember_secret(database: str, email: str, secret: str) -> None:
+    _secrets.setdefault(database, {})[email] = secret
 
 
 async def logged_in(make_browser: Any, email: str, password: str = DEMO_PASSWORD) -> Browser:
