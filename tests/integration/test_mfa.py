@@ -383,3 +383,27 @@ async def test_amr_reflects_the_factors(make_browser, runtime: Runtime) -> None:
     assert (await _id_token(referent))["amr"] == ["pwd", "otp", "mfa"]
     agent = await logged_in(make_browser, AGENT)
     assert (await _id_token(agent))["amr"] == ["pwd"]
+
+
+async def test_the_half_authenticated_state_lasts_five_minutes(make_browser, runtime: Runtime,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A right password leaves a signed state valid 5 minutes: an older one is refused, code or not."""
+    import time as clock
+
+    from convergences.mfa.policy import FACTOR, PENDING_COOKIE, pending_value
+
+    aid = await account_id(runtime, REFERENT)
+    real = clock.time
+    monkeypatch.setattr(clock, "time", lambda: real() - 301)  # signed 5 min 1 s ago
+    old = pending_value(runtime, aid, FACTOR)
+    monkeypatch.setattr(clock, "time", real)
+    browser: Browser = await make_browser()
+    browser.cookies.set(PENDING_COOKIE, old, domain="testserver.local", path="/login")
+    response = await browser.post("/login/second-facteur", {"code": await totp_code(browser.client, REFERENT),
+                                                           "next": "/"})
+    assert response.status_code == 401 and "expiré" in response.text
+    assert await scalar(runtime, select(func.count()).select_from(LoginSession)) == 0
+    fresh = pending_value(runtime, aid, FACTOR)
+    browser.cookies.set(PENDING_COOKIE, fresh, domain="testserver.local", path="/login")
+    assert (await browser.post("/login/second-facteur", {"code": await totp_code(browser.client, REFERENT),
+                                                         "next": "/"})).status_code == 303
