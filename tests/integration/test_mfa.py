@@ -407,3 +407,29 @@ async def test_the_half_authenticated_state_lasts_five_minutes(make_browser, run
     browser.cookies.set(PENDING_COOKIE, fresh, domain="testserver.local", path="/login")
     assert (await browser.post("/login/second-facteur", {"code": await totp_code(browser.client, REFERENT),
                                                          "next": "/"})).status_code == 303
+
+
+async def test_operator_resets_a_cig_staff_member(runtime: Runtime, settings: Any, mailbox: Mailbox) -> None:
+    """CIG staff belong to no employer: the server operator resets them with `convergences mfa-reset`."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).with_name("convergences"))
+    env = {**os.environ, "CONVERGENCES_DATABASE_URL": settings.database.url,
+           "CONVERGENCES_SECRET_KEY": settings.secret_key, "CONVERGENCES_SMTP_HOST": "127.0.0.1",
+           "CONVERGENCES_SMTP_PORT": str(mailbox.port)}
+    before = len(await mails_about(mailbox, "admin@cig-demo.fr", "réinitialisée", 0))
+    done = await asyncio.to_thread(subprocess.run, [cli, "mfa-reset", "--email", "Admin@cig-demo.fr"], env=env,
+                                   capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert await factor_count(runtime, "admin@cig-demo.fr") == 0
+    assert await scalar(runtime, select(Account.mfa_enrolment_required).where(
+        Account.email == "admin@cig-demo.fr")) is True
+    event = (await actions(runtime, "account:mfa:reset"))[-1]
+    assert event.actor_label == "système" and event.before == {"factors": ["totp"]}
+    await mails_about(mailbox, "admin@cig-demo.fr", "réinitialisée", before + 1)
+    unknown = await asyncio.to_thread(subprocess.run, [cli, "mfa-reset", "--email", "personne@nulle-part.example"],
+                                      env=env, capture_output=True, text=True, timeout=120)
+    assert unknown.returncode != 0 and "Aucun compte" in unknown.stderr

@@ -339,15 +339,29 @@ class MfaService:
                 require(actor, Permission.MFA_RESET_ADMINS, employer_id)
             if account.id == actor.account_id:
                 raise NotAuthorized("own factors are managed from the account page")
-            removed = (await db.scalars(select(SecondFactor.kind).where(SecondFactor.account_id == account.id))).all()
-            await db.execute(delete(SecondFactor).where(SecondFactor.account_id == account.id))
-            await db.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
-            account.mfa_enrolment_required = True
-            record(db, actor, Action.MFA_RESET, employer_id=employer_id, target_type="account",
-                   target_id=account.id, target_label=account.full_name, before={"factors": list(removed)})
-            self.rt.mailer.queue(db, account.email, "mfa_reset", account=account,
-                                 by=actor.label.split(" <")[0], cig_name=self.rt.settings.cig_name)
+            await self._reset(db, actor, account, employer_id)
         self.rt.mailer.kick()
+        return account
+
+    async def _reset(self, db: AsyncSession, actor: Actor | None, account: Account, employer_id: int | None) -> None:
+        removed = (await db.scalars(select(SecondFactor.kind).where(SecondFactor.account_id == account.id))).all()
+        await db.execute(delete(SecondFactor).where(SecondFactor.account_id == account.id))
+        await db.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
+        account.mfa_enrolment_required = True
+        record(db, actor, Action.MFA_RESET, employer_id=employer_id, target_type="account",
+               target_id=account.id, target_label=account.full_name, before={"factors": list(removed)})
+        self.rt.mailer.queue(db, account.email, "mfa_reset", account=account,
+                             by=actor.label.split(" <")[0] if actor else self.rt.settings.cig_name,
+                             cig_name=self.rt.settings.cig_name)
+
+    async def reset_by_operator(self, email: str) -> Account | None:
+        """The server operator's reset (``convergences mfa-reset``), e.g. for CIG staff, who belong to no
+        employer. Journaled as "système"; None when no such account."""
+        async with transaction(self.rt.maker) as db:
+            account = await db.scalar(select(Account).where(Account.email == email.strip().lower()))
+            if account is None:
+                return None
+            await self._reset(db, None, account, None)
         return account
 
     async def member_factor_count(self, actor: Actor, employer_id: int, membership_id: int) -> int:
