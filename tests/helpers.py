@@ -3,15 +3,19 @@ page does), look-ups in the demo data, and the setup pieces several test package
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import parse_qs, urlsplit
 
+import pyotp
 import pytest
 from httpx import Cookies, Response
 from litestar.testing import AsyncTestClient
@@ -22,7 +26,7 @@ from convergences.applications.models import Application
 from convergences.db import transaction
 from convergences.employers.models import Employer, Membership
 from convergences.runtime import Runtime
-from convergences.seed import DEMO_PASSWORD
+from convergences.seed import DEMO_PASSWORD, demo_totp_secret
 
 CSRF_COOKIE = "cvg_csrf"
 
@@ -77,12 +81,93 @@ class Browser:
         return await self._send("POST", url, data=form, headers=headers, **kwargs)
 
     async def login(self, email: str, password: str = DEMO_PASSWORD) -> Response:
+        """Log in through the real form, then the real second step when there is one (a TOTP code of
+        the account's known secret, or enrolment of a new one when the portal asks for it)."""
         response = await self.post("/login", {"email": email, "password": password, "next": "/"})
         assert response.status_code == 303, (response.status_code, _text(response))
+        return await self.second_step(response, email)
+
+    async def second_step(self, response: Response, email: str) -> Response:
+        location = response.headers.get("location", "")
+        target = parse_qs(urlsplit(location).query).get("next", ["/"])[0]
+        if location.startswith("/login/second-facteur"):
+            code = await totp_code(self.client, email)
+            response = await self.post("/login/second-facteur", {"code": code, "next": target})
+            assert response.status_code == 303, (response.status_code, _text(response))
+        elif location.startswith("/login/enrolement"):
+            await self.enrol(location, email, target)
         return response
+
+    async def enrol(self, page_url: str, email: str, target: str, action: str = "/login/enrolement") -> Response:
+        """Enrol a TOTP factor from an enrolment page (its secret read from the page, as a person would)."""
+        page = await self.get(page_url)
+        assert page.status_code == 200, (page.status_code, _text(page))
+        secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text).group(1).replace(" ", "")  # type: ignore[union-attr]
+        token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        remember_secret(_database(self.client), email, secret)
+        done = await self.post(action, {"token": token, "code": await totp_code(self.client, email),
+                                        "label": "Test", "next": target})
+        assert done.status_code == 200 and "codes de secours" in done.text, (done.status_code, _text(done))
+        return done
 
     async def logout(self) -> Response:
         return await self.post("/logout")
+
+
+# TOTP codes for the tests' logins. A code is accepted once (replay protection), within ±1 step: the
+# helpers remember, per test database and account, which steps they used, and wait for the next 30 s
+# step only when the three acceptable ones are spent.
+_used_steps: dict[str, dict[str, int]] = {}
+_secrets: dict[str, dict[str, str]] = {}
+
+
+def _database(client: Any) -> str:
+    """The test database behind a test client (one per test): the key of what was used in it."""
+    return str(client.app.state.runtime.settings.database.url)
+
+
+def use_step(client: Any, email: str, step: int) -> None:
+    """Tell the helpers that a test used this step itself (so they never replay it)."""
+    used = _used_steps.setdefault(_database(client), {})
+    used[email] = max(used.get(email, step), step)
+
+
+def _pick_code(database: str, email: str) -> str | None:
+    """A code of a step this test has not used yet for this account, or None (wait for the next step)."""
+    secret = _secrets.setdefault(database, {}).get(email) or demo_totp_secret(email)
+    used = _used_steps.setdefault(database, {})
+    moment = time.time()
+    now = int(moment) // 30
+    # The previous step only well before a step boundary: the server may read the clock a moment later.
+    candidates = (now - 1, now, now + 1) if 30 - moment % 30 > 5 else (now, now + 1)
+    for step in candidates:
+        if step > used.get(email, step - 1):
+            used[email] = step
+            return str(pyotp.TOTP(secret).generate_otp(step))
+    return None
+
+
+async def totp_code(client: Any, email: str) -> str:
+    code = _pick_code(_database(client), email)
+    if code is None:  # the three acceptable steps are spent: the next one comes within 30 s
+        await asyncio.sleep(30 - time.time() % 30 + 0.2)
+        code = _pick_code(_database(client), email)
+    assert code is not None
+    return code
+
+
+def totp_code_blocking(database: str, email: str) -> str:
+    """The same for synchronous callers (Playwright's sync API): ``database`` names the live server's."""
+    code = _pick_code(database, email)
+    if code is None:
+        time.sleep(30 - time.time() % 30 + 0.2)
+        code = _pick_code(database, email)
+    assert code is not None
+    return code
+
+
+def remember_secret(database: str, email: str, secret: str) -> None:
+    _secrets.setdefault(database, {})[email] = secret
 
 
 async def logged_in(make_browser: Any, email: str, password: str = DEMO_PASSWORD) -> Browser:

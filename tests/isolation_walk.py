@@ -62,6 +62,22 @@ ALLOW_LIST: dict[str, str] = {
     "/oidc/logout/confirmer": "ends the caller's own session only",
     "/compte/mes-donnees": "the caller's own data only (RGPD access); takes no id (test_rgpd_access.py)",
     "/compte/effacement": "the caller's own erasure request only; takes no id (tests/integration/test_erasure.py)",
+    # Second factor (convergences.mfa): the caller's own account only, no employer id.
+    "/login/second-facteur": "second login step: needs the signed 5-minute state of a right password; no id",
+    "/login/enrolement": "forced enrolment at login: the same signed state, the person's own factor; no id",
+    "/compte/reauthentification": "re-authenticates the caller's own session",
+    "/compte/double-authentification": "the caller's own factors",
+    "/compte/double-authentification/application": "adds a factor to the caller's own account",
+    "/compte/double-authentification/codes-de-secours": "the caller's own recovery codes",
+    "/compte/double-authentification/{factor_id:int}/supprimer":
+        "looked up with the caller's own account id (another's factor: 404, tests/integration/test_mfa.py)",
+    "/compte/historique": "the caller's own login history",
+    "/login/cle-d-acces/options": "passkey challenge (JSON): public, like the login form; no id",
+    "/login/cle-d-acces": "passkey login (JSON): the signed assertion of a registered passkey is the credential",
+    "/compte/double-authentification/cle-d-acces/options": "passkey registration options for the caller only",
+    "/compte/double-authentification/cle-d-acces": "registers a passkey on the caller's own account",
+    "/compte/reauthentification/cle-d-acces/options": "passkey challenge for the caller's own re-authentication",
+    "/compte/reauthentification/cle-d-acces": "re-authenticates the caller's own session with their own passkey",
 }
 
 # Parameterless GET pages that some roles may legitimately open: they list only what is in the

@@ -159,6 +159,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from convergences.accounts.views import router as accounts_router
     from convergences.admin.views import router as admin_router
     from convergences.employers.views import router as employers_router
+    from convergences.mfa.views import router as mfa_router
     from convergences.oidc.views import CSRF_EXEMPT
     from convergences.oidc.views import router as oidc_router
     from convergences.privacy.views import router as privacy_router
@@ -183,7 +184,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                       cookie_httponly=True, cookie_samesite="lax", exclude=["^/healthz/?$", *CSRF_EXEMPT])
     app = Litestar(
         route_handlers=[accounts_router, employers_router, admin_router, oidc_router, reviews_router, privacy_router,
-                        rgpd_router,
+                        rgpd_router, mfa_router,
                         create_static_files_router(path="/static", directories=[STATIC_DIR], name="static",
                                                    cache_control=None, include_in_schema=False)],
         lifespan=[lifespan],

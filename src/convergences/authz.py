@@ -19,6 +19,9 @@ class Permission(StrEnum):
     INVITATIONS_RESEND = "employer:invitations:resend"
     REFERENTS_DESIGNATE = "employer:referents:designate"
     JOURNAL_VIEW = "employer:journal:view"
+    MFA_RESET = "employer:mfa:reset"  # an agent's second factors
+    MFA_RESET_ADMINS = "employer:mfa:reset-admins"  # a référent's or an autorité's second factors
+    MFA_POLICY = "employer:mfa:policy"  # "2FA obligatoire pour tous les agents"
     # Global (CIG) permissions: not tied to one employer.
     EMPLOYERS_MANAGE = "cig:employers:manage"
     CATALOGUE_MANAGE = "cig:catalogue:manage"
@@ -35,11 +38,13 @@ P = Permission
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "agent": frozenset(),
     "referent": frozenset({P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.ACCOUNTS_MANAGE, P.GRANTS_MANAGE,
-                           P.INVITATIONS_RESEND, P.JOURNAL_VIEW}),
-    "authority": frozenset({P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.REFERENTS_DESIGNATE, P.JOURNAL_VIEW}),
+                           P.INVITATIONS_RESEND, P.JOURNAL_VIEW, P.MFA_RESET, P.MFA_POLICY}),
+    "authority": frozenset({P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.REFERENTS_DESIGNATE, P.JOURNAL_VIEW,
+                            P.MFA_POLICY}),
     # The correspondent supports and helps, but does not run the employer's accounts and rights.
     "correspondent": frozenset({P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.INVITATIONS_RESEND,
-                                P.REFERENTS_DESIGNATE, P.JOURNAL_VIEW, P.PROGRESS_VIEW}),
+                                P.REFERENTS_DESIGNATE, P.JOURNAL_VIEW, P.PROGRESS_VIEW, P.MFA_RESET,
+                                P.MFA_RESET_ADMINS}),
     "cig_admin": frozenset(Permission),
 }
 

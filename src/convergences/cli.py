@@ -77,6 +77,33 @@ def demo_cmd(as_json: bool) -> None:
     click.echo(f"Comptes de démonstration (mot de passe commun : {data['accounts'][0]['password']})")
     for account in data["accounts"]:
         click.echo(f"  {account['email']:<36} {', '.join(account['roles'])}")
+        if account.get("totp_secret"):
+            click.echo(f"  {'':<36} double authentification, clé TOTP : {account['totp_secret']}")
+    click.echo("Code à 6 chiffres : toute application d'authentification, ou oathtool --totp -b CLÉ")
+
+
+@main.command("mfa-reset")
+@click.option("--email", required=True)
+def mfa_reset_cmd(email: str) -> None:
+    """Reset a person's second factors (e.g. CIG staff): re-enrolment at next login, journaled, mailed."""
+    from convergences.mfa.services import MfaService
+    from convergences.runtime import Runtime
+
+    async def run() -> str | None:
+        import convergences.models  # noqa: F401 - every mapper
+
+        rt = Runtime.build(load_settings())
+        try:
+            account = await MfaService(rt).reset_by_operator(email)
+            await rt.mailer.deliver_pending()
+            return account.full_name if account else None
+        finally:
+            await rt.close()
+
+    name = asyncio.run(run())
+    if name is None:
+        raise click.ClickException("Aucun compte avec cette adresse.")
+    click.echo(f"Double authentification réinitialisée : {name} (nouvel enrôlement à la prochaine connexion).")
 
 
 @main.command("create-admin")

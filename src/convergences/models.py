@@ -29,3 +29,6 @@ from convergences.audit.models import AuditPersonKey  # noqa: E402
 from convergences.rgpd.models import ErasureRequest  # noqa: E402
 
 __all__ += ["AuditPersonKey", "ErasureRequest"]
+from convergences.mfa.models import RecoveryCode, SecondFactor  # noqa: E402
+
+__all__ += ["RecoveryCode", "SecondFactor"]

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,8 @@ from convergences.accounts.models import Account
 from convergences.applications.models import Application, Grant, Subscription
 from convergences.db import transaction, utcnow
 from convergences.employers.models import Employer, Membership, PortfolioEntry
+from convergences.mfa.models import SecondFactor
+from convergences.mfa.totp import encrypt_secret
 from convergences.runtime import Runtime
 
 DEMO_PASSWORD = "Convergences demo 2026 !"  # noqa: S105 - the documented demo-only password
@@ -93,6 +97,19 @@ DEMO_ACCOUNTS: list[DemoAccount] = [
 ]
 
 
+# Demo only: staff accounts (CIG, autorités, référents: 2FA is mandatory for them) come with a TOTP
+# factor already enrolled, from a fixed secret published by `convergences demo` so that an evaluator can
+# add it to any authenticator app (or run `oathtool --totp -b SECRET`).
+def demo_totp_secret(email: str) -> str:
+    """The fixed demo TOTP secret of a demo account (base32)."""
+    return base64.b32encode(hashlib.sha256(b"convergences-demo-totp:" + email.encode()).digest()[:20]).decode()
+
+
+def demo_needs_totp(account: DemoAccount) -> bool:
+    return bool(account.staff) or any({"referent", "authority"} & set(roles)
+                                      for roles, _ in account.memberships.values())
+
+
 def demo_accounts_json() -> dict[str, Any]:
     """What ``convergences demo --json`` prints: the contract integrators script against."""
     siret = {e["key"]: e["siret"] for e in EMPLOYERS}
@@ -106,7 +123,8 @@ def demo_accounts_json() -> dict[str, Any]:
         accounts.append({"email": a.email, "password": DEMO_PASSWORD,
                          "name": f"{a.given_name} {a.family_name}",
                          "roles": sorted(roles), "employers": [siret[k] for k in a.memberships],
-                         "applications": apps})
+                         "applications": apps,
+                         "totp_secret": demo_totp_secret(a.email) if demo_needs_totp(a) else None})
     return {"accounts": accounts}
 
 
@@ -149,6 +167,11 @@ async def seed_demo(rt: Runtime) -> bool:
                 await db.flush()
                 for slug, role in grants.items():
                     db.add(Grant(membership_id=membership.id, application_id=apps[slug].id, role=role))
+        for a in DEMO_ACCOUNTS:
+            if demo_needs_totp(a):
+                db.add(SecondFactor(account_id=accounts[a.email].id, kind="totp", label="Démo (clé publiée)",
+                                    secret_encrypted=encrypt_secret(rt.settings.secret_key,
+                                                                    demo_totp_secret(a.email))))
         # A few invited agents, so that the grid shows every status.
         for given, family, email in [("Lucas", "Girard", "l.girard@bellerive.example"),
                                      ("Emma", "Faure", "e.faure@bellerive.example")]:

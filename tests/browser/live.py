@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from playwright.sync_api import Page
+
+from tests.helpers import totp_code_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CONVERGENCES_CHROMIUM", "/usr/bin/chromium")
@@ -127,3 +130,14 @@ def login(page: Page, email: str, password: str) -> None:
     page.keyboard.type(password)
     with page.expect_navigation():
         page.keyboard.press("Enter")
+    if "/login/second-facteur" in page.url:
+        # The second factor of a staff account: the code of its demo secret (tests.helpers.totp_code_blocking).
+        page.get_by_label("Code de vérification").fill(totp_code_blocking(origin(page), email))
+        with page.expect_navigation():
+            page.get_by_role("button", name="Valider").click()
+
+
+def origin(page: Page) -> str:
+    """Names the live server's database for the TOTP helpers (one server, one database)."""
+    parts = urlsplit(page.url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -20,6 +20,7 @@ from convergences.audit.retention import purge_journal
 from convergences.db import Base, transaction, utcnow
 from convergences.employers.models import Employer, Membership
 from convergences.mail.models import OutboxMail
+from convergences.mfa.models import RecoveryCode, SecondFactor
 from convergences.oidc.models import AuthorizationCode, Client, LogoutDelivery, OAuthToken, RpSession
 from convergences.oidc.services import ProviderService
 from convergences.rgpd.models import ErasureRequest
@@ -108,6 +109,11 @@ async def a_person_with_a_history(make_browser: Any, rt: Runtime, mailbox: Mailb
     response = await person.post("/compte/effacement", {"message": f"Merci d'effacer {GIVEN} {FAMILY}."})
     assert response.status_code == 303, page_text(response)
     await mailbox.wait_for(REFERENT, sent_to_referent + 1)
+    # Then second factors she named herself (the registration flows are tested in test_mfa.py).
+    async with transaction(rt.maker) as db:
+        db.add_all([SecondFactor(account_id=uid, kind="webauthn", label=f"Clé de {GIVEN} {FAMILY}",
+                                 credential_id="cred-zephyrine", public_key="pk"),
+                    RecoveryCode(account_id=uid, code_hash="0" * 64)])
     return {"eid": eid, "uid": uid, "mid": mid, "bip": bip, "referent": referent, "person": person,
             "client_pk": client.id}
 
@@ -133,7 +139,8 @@ async def test_confirmed_request_erases_everything_and_keeps_the_chain(make_brow
 
     assert await scan(runtime, values) == []
     assert await scalar(runtime, select(Account.id).where(Account.id == uid)) is None
-    for model in (LoginSession, AuthorizationCode, OAuthToken, RpSession, ErasureRequest):
+    for model in (LoginSession, AuthorizationCode, OAuthToken, RpSession, ErasureRequest, SecondFactor,
+                  RecoveryCode):
         assert await scalar(runtime, select(func.count()).select_from(model).where(model.account_id == uid)) == 0
     assert await scalar(runtime, select(func.count()).select_from(LoginThrottle)) == 0
     # The application was told (back-channel logout queued), the person's mail is gone, the référents'

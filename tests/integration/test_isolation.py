@@ -239,6 +239,7 @@ HANDLER_PERMISSION: dict[str, Permission] = {
     "employer_reviews": P.GRANTS_MANAGE, "review": P.GRANTS_MANAGE, "review_decide": P.GRANTS_MANAGE,
     "review_complete": P.GRANTS_MANAGE, "review_certificate": P.EMPLOYER_VIEW,
     "rgpd_requests": P.ACCOUNTS_MANAGE, "rgpd_request_decide": P.ACCOUNTS_MANAGE,
+    "mfa_employer_policy": P.MFA_POLICY, "mfa_employer_policy_post": P.MFA_POLICY, "mfa_reset": P.MFA_RESET,
 }
 
 IN_SCOPE = {

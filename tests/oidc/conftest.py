@@ -32,7 +32,7 @@ from litestar.testing import AsyncTestClient
 from convergences.runtime import Runtime
 from convergences.seed import DEMO_PASSWORD
 from tests.conftest import database_url
-from tests.helpers import Browser
+from tests.helpers import Browser, totp_code
 
 with warnings.catch_warnings():
     # Authlib 1.9 warns about its own modules (httpx -> httpx2, authlib.jose -> joserfc); both still work.
@@ -308,6 +308,13 @@ class Provider:
             login_form = next((f for f in page_forms if any(i.get("name") == "password" for i in f["inputs"])), None)
             choice_form = next((f for f in page_forms if any(i.get("name") == "employer_id" for i in f["inputs"])),
                                None)
+            code_form = next((f for f in page_forms if f.get("action") == "/login/second-facteur"), None)
+            if code_form is not None:  # the second factor of a staff account (tests.helpers.totp_code)
+                data = {i["name"]: html.unescape(i.get("value", "")) for i in code_form["inputs"]
+                        if i.get("name") and i.get("type") == "hidden" and i["name"] != "_csrf_token"}
+                response = await visitor.post("/login/second-facteur",
+                                              data | {"code": await totp_code(visitor.client, email)})
+                continue
             if login_form is not None:
                 if not login:
                     return flow

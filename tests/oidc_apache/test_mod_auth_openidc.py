@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from convergences.seed import DEMO_PASSWORD
+from tests.helpers import totp_code_blocking
 from tests.oidc_apache.apache import PROTECTED_MARKER, Apache
 from tests.oidc_apache.portal import Portal
 
@@ -102,7 +103,14 @@ class Person:
         fields.setdefault("_csrf_token", self.client.cookies.get("cvg_csrf", domain="127.0.0.1") or "")
         fields.update({"email": email, "password": password})
         action = urljoin(str(response.url), str(form["action"]) or str(response.url))
-        return self.go(action, method="POST", data=fields)
+        answer = self.go(action, method="POST", data=fields)
+        if answer.status_code == 200 and urlsplit(str(answer.url)).path == "/login/second-facteur":
+            # A staff account's second factor: the code of its demo TOTP secret.
+            second = next(f for f in forms(answer.text) if "code" in f["fields"])  # type: ignore[operator]
+            fields = dict(second["fields"])  # type: ignore[call-overload]
+            fields["code"] = totp_code_blocking(self.portal.url, email)
+            answer = self.go(urljoin(str(answer.url), str(second["action"])), method="POST", data=fields)
+        return answer
 
     def story(self, response: httpx.Response | None = None) -> str:
         lines = ["", "trail:", *self.trail]

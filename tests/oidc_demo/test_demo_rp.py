@@ -653,7 +653,7 @@ def test_in_chromium_signing_in_from_the_app_lands_back_in_the_app(portal: Porta
             page.get_by_role("link", name="Se connecter avec Convergences").click()
             page.get_by_label("Adresse électronique professionnelle").fill("agent@bellerive.example")
             page.get_by_label("Mot de passe").fill(DEMO_PASSWORD)
-            page.get_by_role("button", name="Se connecter").click()
+            page.get_by_role("button", name="Se connecter", exact=True).click()
             page.wait_for_url(f"{url}/", timeout=10_000)
             assert "Commune de Bellerive-sur-Marne" in page.inner_text("main")
         finally:

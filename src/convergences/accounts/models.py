@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, String, event
+from sqlalchemy import ForeignKey, String, event, false
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from convergences.db import Base, CreatedAtMixin
@@ -31,6 +31,8 @@ class Account(CreatedAtMixin, Base):
     # agents' second factors need no phone (docs/data-minimisation.md).
     phone_contact: Mapped[str | None] = mapped_column(String(30), default=None)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set by a second-factor reset: the person must enrol a new factor at next login, whatever the policy.
+    mfa_enrolment_required: Mapped[bool] = mapped_column(default=False, server_default=false())
     activated_at: Mapped[datetime | None] = mapped_column(default=None)
     # The default employer the agent acts for (several memberships).
     default_employer_id: Mapped[int | None] = mapped_column(

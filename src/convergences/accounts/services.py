@@ -15,11 +15,15 @@ from convergences.audit.services import record
 from convergences.authz import Actor
 from convergences.db import transaction, utcnow
 from convergences.employers.models import Employer, Membership, PortfolioEntry
+from convergences.mfa.devices import device_key
+from convergences.mfa.notify import queue_new_device_alert
+from convergences.mfa.policy import login_step, pending_value
 from convergences.oidc.models import RpSession
 from convergences.oidc.services import ProviderService, kick_logouts
 from convergences.runtime import Runtime
 from convergences.security.models import LoginSession
 from convergences.security.passwords import password_problems
+from convergences.security.sessions import NewSession
 from convergences.security.throttle import account_key, ip_key
 from convergences.security.tokens import digest, random_token
 
@@ -40,6 +44,10 @@ class LoginResult:
     message: str = ""
     cookie_value: str = ""
     wait_seconds: int = 0
+    # The password was right but a second step follows (convergences.mfa): the signed half-authenticated
+    # state (no session, no access) and which step, "factor" or "enrol".
+    pending: str = ""
+    next_step: str = ""
 
 
 async def build_actor(db: AsyncSession, session: LoginSession, account: Account) -> Actor:
@@ -102,7 +110,8 @@ class AuthService:
                 await self.rt.throttle.failure(db, keys)
                 record(db, None, Action.LOGIN_FAILURE, target_type="account",
                        target_id=account.id if account else None,
-                       target_label=email if account else "", ip=ip)
+                       target_label=email if account else "", ip=ip,
+                       after={"factor": "password", "user_agent": (user_agent or "")[:300]})
                 return LoginResult(False, LOGIN_FAILED)
             account = await db.get(Account, account.id)
             assert account is not None
@@ -110,32 +119,54 @@ class AuthService:
                     Membership.account_id == account.id, Membership.suspended_at.is_(None)).limit(1)):
                 # The password was right: saying why is safe, and saves a call to the helpdesk.
                 record(db, None, Action.LOGIN_FAILURE, target_type="account", target_id=account.id,
-                       target_label=email, after={"reason": "suspended"}, ip=ip)
+                       target_label=email, after={"reason": "suspended", "factor": "password",
+                                                  "user_agent": (user_agent or "")[:300]}, ip=ip)
                 return LoginResult(False, ACCOUNT_SUSPENDED)
             if new_hash:
                 account.password_hash = new_hash
-            account.last_login_at = utcnow()
-            await self.rt.throttle.success(db, email)
-            previous = await self.rt.sessions.load(db, previous_cookie)
-            new = self.rt.sessions.create(db, account.id, ip, user_agent)
-            ended_applications = 0
-            if previous is not None:
-                # The applications' sessions opened from the previous portal session must not be
-                # orphaned: the same person keeps them (re-authentication, prompt=login / max_age),
-                # anyone else ends them (back-channel logout, tokens revoked).
-                if previous.account_id == account.id:
-                    await db.execute(update(RpSession).where(
-                        RpSession.login_session_id == previous.id, RpSession.ended_at.is_(None))
-                        .values(login_session_id=new.row.id))
-                else:
-                    ended_applications = await ProviderService(self.rt).end_rp_sessions(
-                        db, account_id=previous.account_id, login_session_id=previous.id)
-                await self.rt.sessions.end(db, previous.id)
-            record(db, None, Action.LOGIN_SUCCESS, target_type="account", target_id=account.id,
-                   target_label=account.full_name, after={"factor": "password"}, ip=ip)
+            step = await login_step(db, account)
+            if step:
+                # Half-authenticated: no session, and the throttle counter is NOT cleared (a known
+                # password must not reset the count of wrong second-factor codes).
+                return LoginResult(True, pending=pending_value(self.rt, account.id, step), next_step=step)
+            new, ended_applications, alerted = await self.open_session(db, account, ip, user_agent, previous_cookie,
+                                                                       amr=["pwd"], factor="password")
         if ended_applications:
             kick_logouts(self.rt)
+        if alerted:
+            self.rt.mailer.kick()
         return LoginResult(True, cookie_value=new.cookie_value)
+
+    async def open_session(self, db: AsyncSession, account: Account, ip: str | None, user_agent: str | None,
+                           previous_cookie: str | None, *, amr: list[str], factor: str) -> tuple[NewSession, int, bool]:
+        """Complete a login (every factor checked): a brand-new session, journaled with its factor and device.
+
+        Returns the session, how many application sessions were ended (kick_logouts after commit) and
+        whether a new-device alert was queued (kick the mailer after commit)."""
+        account.last_login_at = utcnow()
+        await self.rt.throttle.success(db, account.email)
+        previous = await self.rt.sessions.load(db, previous_cookie)
+        new = self.rt.sessions.create(db, account.id, ip, user_agent)
+        new.row.amr = " ".join(amr)
+        ended_applications = 0
+        if previous is not None:
+            # The applications' sessions opened from the previous portal session must not be
+            # orphaned: the same person keeps them (re-authentication, prompt=login / max_age),
+            # anyone else ends them (back-channel logout, tokens revoked).
+            if previous.account_id == account.id:
+                await db.execute(update(RpSession).where(
+                    RpSession.login_session_id == previous.id, RpSession.ended_at.is_(None))
+                    .values(login_session_id=new.row.id, amr=new.row.amr))
+            else:
+                ended_applications = await ProviderService(self.rt).end_rp_sessions(
+                    db, account_id=previous.account_id, login_session_id=previous.id)
+            await self.rt.sessions.end(db, previous.id)
+        alerted = await queue_new_device_alert(self.rt, db, account, ip, user_agent)
+        record(db, None, Action.LOGIN_SUCCESS, target_type="account", target_id=account.id,
+               target_label=account.full_name, ip=ip,
+               after={"factor": factor, "amr": amr, "user_agent": (user_agent or "")[:300],
+                      "device": device_key(user_agent, ip)})
+        return new, ended_applications, alerted
 
     async def logout(self, actor: Actor) -> None:
         """End the portal session and the applications' sessions opened from it (back-channel logout)."""

@@ -65,6 +65,10 @@ async def login_post(request: Request[Any, Any, Any], data: dict[str, Any] = For
         status = 429 if result.wait_seconds else 401
         return render(request, "accounts/login.html", status_code=status, next=target, email=email,
                       error=result.message)
+    if result.pending:  # a second step follows (convergences.mfa): no session yet
+        from convergences.mfa.views import pending_response
+
+        return pending_response(request, result, target)
     response = Redirect(target, status_code=303)
     response.cookies.append(Cookie(key=rt.settings.session_cookie, value=result.cookie_value, path="/",
                                    httponly=True, samesite="lax", secure=rt.settings.secure_cookies))

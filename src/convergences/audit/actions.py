@@ -49,6 +49,16 @@ class Action(StrEnum):
     EMPLOYER_DELETE = "employer:delete"
     JOURNAL_PURGE = "journal:purge"
     JOURNAL_PURGED = "journal:purged"
+    MFA_FAILURE = "account:mfa:failure"
+    MFA_TOTP_ADD = "account:mfa:totp:add"
+    MFA_PASSKEY_ADD = "account:mfa:passkey:add"
+    MFA_FACTOR_REMOVE = "account:mfa:factor:remove"
+    MFA_RECOVERY_REGENERATE = "account:recovery_codes:regenerate"
+    MFA_RECOVERY_USED = "account:recovery_codes:used"
+    MFA_RESET = "account:mfa:reset"
+    REAUTH_SUCCESS = "account:reauth:success"
+    REAUTH_FAILURE = "account:reauth:failure"
+    EMPLOYER_MFA_POLICY = "employer:mfa:policy"
 
 
 LABELS: dict[str, str] = {
@@ -94,4 +104,14 @@ LABELS: dict[str, str] = {
     Action.EMPLOYER_DELETE: "Employeur supprimé",
     Action.JOURNAL_PURGE: "Purge du journal (durée de conservation échue)",
     Action.JOURNAL_PURGED: "Entrée purgée (durée de conservation échue)",
+    Action.MFA_FAILURE: "Échec du second facteur",
+    Action.MFA_TOTP_ADD: "Application d'authentification enregistrée",
+    Action.MFA_PASSKEY_ADD: "Clé d'accès enregistrée",
+    Action.MFA_FACTOR_REMOVE: "Second facteur supprimé",
+    Action.MFA_RECOVERY_REGENERATE: "Codes de secours régénérés",
+    Action.MFA_RECOVERY_USED: "Code de secours utilisé",
+    Action.MFA_RESET: "Double authentification réinitialisée",
+    Action.REAUTH_SUCCESS: "Réauthentification réussie",
+    Action.REAUTH_FAILURE: "Échec de réauthentification",
+    Action.EMPLOYER_MFA_POLICY: "Règle de double authentification de l'employeur modifiée",
 }

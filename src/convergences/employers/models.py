@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from convergences.db import Base, CreatedAtMixin
@@ -31,6 +31,8 @@ class Employer(CreatedAtMixin, Base):
     name: Mapped[str] = mapped_column(String(200))
     siret: Mapped[str] = mapped_column(String(14), unique=True)
     kind: Mapped[str] = mapped_column(String(30))
+    # "2FA obligatoire pour tous les agents" (référents and autorités always need it).
+    mfa_required_for_agents: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="employer",
                                                          cascade="all, delete-orphan")

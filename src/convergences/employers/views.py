@@ -14,6 +14,7 @@ from convergences.authz import Actor, Permission, may
 from convergences.employers.services import AgentInput, EmployerService
 from convergences.errors import FormInvalid, ServiceError
 from convergences.forms import PersonForm
+from convergences.mfa.views import step_up
 from convergences.web import is_htmx, page_number, provide_actor, redirect, render, runtime, text
 
 BASE = "/employeurs/{employer_id:int}"
@@ -207,6 +208,8 @@ async def referents(request: Request[Any, Any, Any], actor: Actor, employer_id: 
 @post(BASE + "/referents", name="referent_create")
 async def referent_create(request: Request[Any, Any, Any], actor: Actor, employer_id: int,
                           data: dict[str, Any] = Form) -> Response[Any]:
+    if (back := await step_up(request, actor, f"/employeurs/{employer_id}/referents")) is not None:
+        return back
     form = PersonForm.parse(data)
     svc = _svc(request)
     _, errors = await _attempt(svc.create_agent(actor, employer_id, AgentInput(**form.__dict__), referent=True,
@@ -223,6 +226,8 @@ async def referent_create(request: Request[Any, Any, Any], actor: Actor, employe
 @post(BASE + "/referents/{membership_id:int}/designer", name="referent_designate")
 async def referent_designate(request: Request[Any, Any, Any], actor: Actor, employer_id: int,
                              membership_id: int) -> Response[Any]:
+    if (back := await step_up(request, actor, f"/employeurs/{employer_id}/referents")) is not None:
+        return back  # designating or revoking a référent needs a recent authentication
     return await _action(request, employer_id, membership_id,
                          _svc(request).set_referent(actor, employer_id, membership_id, True),
                          "Le référent administrateur est désigné.", f"/employeurs/{employer_id}/referents")
@@ -231,6 +236,8 @@ async def referent_designate(request: Request[Any, Any, Any], actor: Actor, empl
 @post(BASE + "/referents/{membership_id:int}/retirer", name="referent_revoke")
 async def referent_revoke(request: Request[Any, Any, Any], actor: Actor, employer_id: int,
                           membership_id: int) -> Response[Any]:
+    if (back := await step_up(request, actor, f"/employeurs/{employer_id}/referents")) is not None:
+        return back  # designating or revoking a référent needs a recent authentication
     return await _action(request, employer_id, membership_id,
                          _svc(request).set_referent(actor, employer_id, membership_id, False),
                          "Ce compte n'est plus référent administrateur.", f"/employeurs/{employer_id}/referents")

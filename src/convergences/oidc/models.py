@@ -114,6 +114,8 @@ class RpSession(CreatedAtMixin, Base):
     login_session_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     employer_id: Mapped[int | None] = mapped_column(default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The login's authentication methods (RFC 8176), copied into the ID tokens as ``amr``.
+    amr: Mapped[str | None] = mapped_column(String(40), default=None)
 
 
 class LogoutDelivery(CreatedAtMixin, Base):

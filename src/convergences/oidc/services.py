@@ -22,6 +22,7 @@ from convergences.employers.models import Employer, Membership
 from convergences.oidc import keys
 from convergences.oidc.models import AuthorizationCode, Client, LogoutDelivery, OAuthToken, RpSession, SubjectSalt
 from convergences.runtime import Runtime
+from convergences.security.models import LoginSession
 from convergences.security.tokens import digest
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,8 @@ class ProviderService:
                            login_session_id=login_session_id, employer_id=employer_id)
             db.add(rp)
         rp.employer_id = employer_id
+        login = await db.get(LoginSession, login_session_id)
+        rp.amr = login.amr if login is not None else rp.amr
         db.add(AuthorizationCode(code_hash=digest(code), client_pk=client.id, account_id=account_id,
                                  employer_id=employer_id, redirect_uri=redirect_uri, scope=scope, nonce=nonce,
                                  code_challenge=code_challenge, auth_time=auth_time, sid=rp.sid,
@@ -322,7 +325,7 @@ class ProviderService:
         claims: dict[str, Any] = {
             "iss": self.issuer, "sub": await subject(db, self.rt, client, account_id), "aud": client.client_id,
             "iat": int(now.timestamp()), "exp": int(now.timestamp()) + settings.id_token_seconds,
-            "auth_time": int(auth_time.timestamp()), "amr": ["pwd"], "sid": sid, "azp": client.client_id,
+            "auth_time": int(auth_time.timestamp()), "amr": await _amr(db, sid), "sid": sid, "azp": client.client_id,
             "at_hash": _half_hash(access),
         }
         if nonce:
@@ -498,3 +501,9 @@ def kick_logouts(rt: Runtime) -> None:
     task = asyncio.get_running_loop().create_task(LogoutOutbox(rt).deliver_pending())
     rt.tasks.add(task)
     task.add_done_callback(rt.tasks.discard)
+
+
+async def _amr(db: AsyncSession, sid: str) -> list[str]:
+    """The authentication methods of the login behind this application session (RFC 8176)."""
+    amr = await db.scalar(select(RpSession.amr).where(RpSession.sid == sid, RpSession.amr.is_not(None)).limit(1))
+    return amr.split() if amr else ["pwd"]

@@ -104,6 +104,13 @@ INVENTORY: tuple[TableEntry, ...] = (
         Field("account_id, secret, pseudonym", "sceller les données personnelles du journal ; la clé est détruite "
                                                "à l'effacement de la personne (le pseudonyme reste)"),
     ), lambda s: "tant que le compte existe ; la clé est détruite à l'effacement, le pseudonyme suit le journal"),
+    TableEntry("mfa_factor", "Second facteur d'authentification", (
+        Field("account_id, label, secret_encrypted (chiffré), credential_id, public_key, last_used_at",
+              "double authentification (application TOTP ou clé d'accès) ; aucun numéro de téléphone"),
+    ), lambda s: "tant que la personne le garde ; supprimé avec le compte ou à la réinitialisation"),
+    TableEntry("mfa_recovery_code", "Code de secours", (
+        Field("account_id, code_hash", "se connecter sans son second facteur (empreinte seulement)"),
+    ), lambda s: "jusqu'à leur régénération ; supprimés avec le compte"),
     TableEntry("rgpd_erasure_request", "Demande d'effacement", (
         Field("account_id, employer_id, message, decision_reason", "traiter la demande d'effacement (art. 17)"),
     ), lambda s: "jusqu'à la décision ; supprimée avec le compte"),

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from convergences.accounts.models import Account, Invitation
@@ -199,6 +199,25 @@ async def erasure_requests(ctx: AccessContext) -> list[dict[str, Any]]:
             for r, e in rows]
 
 
+@section("second_factors", "Double authentification")
+async def second_factors(ctx: AccessContext) -> list[dict[str, Any]]:
+    """The factors and how many recovery codes are left: never a secret, a public key or a code digest."""
+    from convergences.mfa.models import RecoveryCode, SecondFactor
+
+    factors = (await ctx.db.scalars(select(SecondFactor).where(SecondFactor.account_id == ctx.account.id)
+                                    .order_by(SecondFactor.id))).all()
+    kinds = {"totp": "Application d'authentification", "webauthn": "Clé d'accès"}
+    items: list[dict[str, Any]] = [{"kind": kinds.get(f.kind, f.kind), "label": f.label or None,
+                                    "created_at": _time(f.created_at), "last_used_at": _time(f.last_used_at)}
+                                   for f in factors]
+    left = await ctx.db.scalar(select(func.count()).select_from(RecoveryCode).where(
+        RecoveryCode.account_id == ctx.account.id, RecoveryCode.used_at.is_(None)))
+    if left:
+        items.append({"kind": "Codes de secours", "label": f"{left} code(s) inutilisé(s)", "created_at": None,
+                      "last_used_at": None})
+    return items
+
+
 # -- the document and its derived forms ------------------------------------------------------------
 
 FIELD_LABELS = {
@@ -211,7 +230,8 @@ FIELD_LABELS = {
     "last_seen_at": "Dernière activité", "expires_at": "Expire le", "ip": "Adresse IP", "user_agent": "Navigateur",
     "at": "Date", "action": "Action", "actor": "Auteur", "target": "Concerne", "before": "Avant", "after": "Après",
     "sent_at": "Envoyée le", "requested_at": "Demandée le", "message": "Message", "decision": "Décision",
-    "decided_at": "Décidée le", "decision_reason": "Motif",
+    "decided_at": "Décidée le", "decision_reason": "Motif", "kind": "Type", "label": "Nom",
+    "last_used_at": "Dernière utilisation",
 }
 
 

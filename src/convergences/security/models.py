@@ -24,6 +24,8 @@ class LoginSession(CreatedAtMixin, Base):
         ForeignKey("employer.id", ondelete="SET NULL"), default=None)
     ip: Mapped[str | None] = mapped_column(String(64), default=None)
     user_agent: Mapped[str | None] = mapped_column(String(300), default=None)
+    # Authentication methods of the last (re-)authentication, space-separated RFC 8176 values.
+    amr: Mapped[str] = mapped_column(String(40), default="pwd", server_default="pwd")
 
 
 class LoginThrottle(Base):
