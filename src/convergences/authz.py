@@ -19,6 +19,8 @@ class Permission(StrEnum):
     INVITATIONS_RESEND = "employer:invitations:resend"
     REFERENTS_DESIGNATE = "employer:referents:designate"
     JOURNAL_VIEW = "employer:journal:view"
+    # Help a member with their access: send a password reset link, clear a login throttle, end sessions.
+    ACCOUNTS_SECURITY = "employer:accounts:security"
     # Global (CIG) permissions: not tied to one employer.
     EMPLOYERS_MANAGE = "cig:employers:manage"
     CATALOGUE_MANAGE = "cig:catalogue:manage"
@@ -33,11 +35,11 @@ P = Permission
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "agent": frozenset(),
     "referent": frozenset({P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.ACCOUNTS_MANAGE, P.GRANTS_MANAGE,
-                           P.INVITATIONS_RESEND, P.JOURNAL_VIEW}),
+                           P.INVITATIONS_RESEND, P.JOURNAL_VIEW, P.ACCOUNTS_SECURITY}),
     "authority": frozenset({P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.REFERENTS_DESIGNATE, P.JOURNAL_VIEW}),
     # The correspondent supports and helps, but does not run the employer's accounts and rights.
     "correspondent": frozenset({P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.INVITATIONS_RESEND,
-                                P.REFERENTS_DESIGNATE, P.JOURNAL_VIEW, P.PROGRESS_VIEW}),
+                                P.REFERENTS_DESIGNATE, P.JOURNAL_VIEW, P.PROGRESS_VIEW, P.ACCOUNTS_SECURITY}),
     "cig_admin": frozenset(Permission),
 }
 

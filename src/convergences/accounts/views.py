@@ -19,6 +19,7 @@ from convergences.applications.services import PortalService
 from convergences.authz import Actor
 from convergences.db import transaction
 from convergences.mail.models import OutboxMail
+from convergences.security.throttle import DEVICE_COOKIE, DEVICE_DAYS
 from convergences.web import client_ip, current, provide_actor, redirect, render, runtime, safe_next, text
 
 Form = Body(media_type=RequestEncodingType.URL_ENCODED)
@@ -60,7 +61,8 @@ async def login_post(request: Request[Any, Any, Any], data: dict[str, Any] = For
         return render(request, "accounts/login.html", status_code=422, next=target, email=email,
                       error="Saisissez votre adresse électronique et votre mot de passe.")
     result = await AuthService(rt).login(email, password, client_ip(request), request.headers.get("user-agent"),
-                                         previous_cookie=request.cookies.get(rt.settings.session_cookie))
+                                         previous_cookie=request.cookies.get(rt.settings.session_cookie),
+                                         device_cookie=request.cookies.get(DEVICE_COOKIE))
     if not result.ok:
         status = 429 if result.wait_seconds else 401
         return render(request, "accounts/login.html", status_code=status, next=target, email=email,
@@ -68,6 +70,9 @@ async def login_post(request: Request[Any, Any, Any], data: dict[str, Any] = For
     response = Redirect(target, status_code=303)
     response.cookies.append(Cookie(key=rt.settings.session_cookie, value=result.cookie_value, path="/",
                                    httponly=True, samesite="lax", secure=rt.settings.secure_cookies))
+    # This browser is now a known device of the account: a flood of failures elsewhere never slows it.
+    response.cookies.append(Cookie(key=DEVICE_COOKIE, value=result.device_cookie, path="/", httponly=True,
+                                   samesite="lax", secure=rt.settings.secure_cookies, max_age=DEVICE_DAYS * 86400))
     return response
 
 

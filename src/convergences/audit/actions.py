@@ -38,6 +38,16 @@ class Action(StrEnum):
     CLIENT_UPDATE = "client:update"
     CLIENT_SECRET_ROTATE = "client:secret:rotate"  # noqa: S105 - an action tag, not a secret
     CLIENT_DELETE = "client:delete"
+    PASSWORD_RESET_REQUEST = "account:password:reset_request"  # noqa: S105 - an action tag
+    PASSWORD_RESET_SEND = "account:password:reset_send"  # noqa: S105 - an action tag
+    PASSWORD_RESET = "account:password:reset"  # noqa: S105 - an action tag
+    PASSWORD_CHANGE = "account:password:change"  # noqa: S105 - an action tag
+    EMAIL_CHANGE_REQUEST = "account:email:change_request"
+    EMAIL_CHANGE = "account:email:change"
+    LOGIN_ALERT = "account:login:alert"
+    SESSION_END = "account:session:end"
+    SESSIONS_END_OTHERS = "account:sessions:end_others"
+    SESSIONS_END_ALL = "account:sessions:end_all"
 
 
 LABELS: dict[str, str] = {
@@ -73,4 +83,14 @@ LABELS: dict[str, str] = {
     Action.CLIENT_UPDATE: "Client OpenID Connect modifié",
     Action.CLIENT_SECRET_ROTATE: "Secret d'un client OpenID Connect régénéré",
     Action.CLIENT_DELETE: "Client OpenID Connect supprimé",
+    Action.PASSWORD_RESET_REQUEST: "Réinitialisation du mot de passe demandée",
+    Action.PASSWORD_RESET_SEND: "Lien de réinitialisation du mot de passe envoyé",
+    Action.PASSWORD_RESET: "Mot de passe réinitialisé",
+    Action.PASSWORD_CHANGE: "Mot de passe modifié",
+    Action.EMAIL_CHANGE_REQUEST: "Changement d'adresse électronique demandé",
+    Action.EMAIL_CHANGE: "Adresse électronique modifiée",
+    Action.LOGIN_ALERT: "Alerte d'échecs de connexion envoyée",
+    Action.SESSION_END: "Session fermée",
+    Action.SESSIONS_END_OTHERS: "Autres sessions fermées",
+    Action.SESSIONS_END_ALL: "Toutes les sessions fermées",
 }
