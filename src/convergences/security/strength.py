@@ -54,7 +54,7 @@ def evaluate(password: str, settings: PasswordSettings, context: list[str]) -> V
     if problems:
         return Verdict(1, problems)
     bits = estimate_bits(password)
-    if bits >= 100 or len(password) >= 20:
+    if bits >= 100:
         return Verdict(4, ["Excellent : ce mot de passe sera très difficile à deviner."])
     if bits >= 80:
         return Verdict(3, ["Bon mot de passe."])
