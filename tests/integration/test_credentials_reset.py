@@ -28,7 +28,10 @@ from tests.helpers import (
     page_text,
     rows,
 )
+from tests.integration.test_backchannel import receiver
 from tests.mailbox import Mailbox, invitation_path, text_body
+
+__all__ = ["receiver"]  # the fixture, imported for these tests
 
 AGENT = "agent@bellerive.example"
 RESET = "/mot-de-passe/reinitialiser/"
@@ -191,3 +194,18 @@ async def test_referent_cannot_reset_another_employer_or_a_referent(make_browser
     await mailbox.wait_for("paie@bellerive.example")
     await asyncio.sleep(0.3)
     assert [str(m["To"]) for m in mailbox.messages[sent:]] == ["paie@bellerive.example"]
+
+
+async def test_reset_ends_the_application_sessions_too(make_browser, runtime: Runtime, mailbox: Mailbox,
+                                                       receiver) -> None:  # type: ignore[no-untyped-def]
+    from convergences.oidc.services import register_client
+    from tests.integration.test_backchannel import _sign_in_to_application, _wait_delivered
+
+    client_id, secret = await register_client(runtime, application_slug="bip", redirect_uris=["https://bip.test/cb"],
+                                              backchannel_logout_uri=receiver.uri)
+    await _sign_in_to_application(await make_browser(), client_id, secret, AGENT)
+    visitor = await make_browser()
+    path = await reset_link(visitor, mailbox, AGENT)
+    assert (await visitor.post(path, {"password": NEW_PASSWORD, "confirmation": NEW_PASSWORD})).status_code == 303
+    await _wait_delivered(runtime, 1)
+    assert len(receiver.received) == 1
