@@ -161,3 +161,26 @@ async def test_a_shared_account_changes_its_own_email(make_browser, runtime: Run
     path = link_path((await mailbox.wait_for(new))[-1], "/compte/adresse/confirmer/")
     assert (await person.post(path)).status_code == 303
     await (await make_browser()).login(new)
+
+
+async def test_invitation_page_has_the_meter_with_and_without_javascript(make_browser, runtime: Runtime,
+                                                                         mailbox: Mailbox) -> None:
+    from tests.helpers import REFERENT, employer_id
+    from tests.mailbox import invitation_path
+
+    referent = await logged_in(make_browser, REFERENT)
+    email = "lea.meter@bellerive.example"
+    await referent.post(f"/employeurs/{await employer_id(runtime)}/agents",
+                        {"given_name": "Léa", "family_name": "Girard", "email": email})
+    path = invitation_path((await mailbox.wait_for(email))[-1])
+    visitor = await make_browser()
+    page = await visitor.get(path)
+    assert 'hx-post="/mot-de-passe/evaluer"' in page.text and 'hx-params="password,token"' in page.text
+    # Without JavaScript: the refused form comes back with the verdict and its reasons.
+    refused = await visitor.post(path, {"password": "Léa Girard 2026", "confirmation": "Léa Girard 2026"})
+    assert refused.status_code == 422 and "Robustesse : Refusé" in refused.text
+    # With htmx: the invitation token gives the meter the person's own words.
+    token = path.rsplit("/", 1)[1]
+    fragment = await visitor.post("/mot-de-passe/evaluer", {"password": "girard pour toujours", "token": token},
+                                  htmx=True)
+    assert "ne doit pas contenir votre nom" in fragment.text

@@ -37,6 +37,15 @@ def _step_up(path: str) -> Response[Any]:
     return Redirect(reauth_url(path), status_code=303)
 
 
+async def _stale(request: Request[Any, Any, Any], actor: Actor, path: str) -> Response[Any] | None:
+    """The redirect to the re-authentication page when the actor's login is too old for ``path``."""
+    try:
+        await _svc(request).ensure_recent(actor)
+    except StepUpRequired:
+        return _step_up(path)
+    return None
+
+
 # -- the hub -------------------------------------------------------------------------------------
 
 @get("/compte", name="account", dependencies=ACCOUNT_DEPS)
@@ -48,10 +57,8 @@ async def account_page(request: Request[Any, Any, Any], actor: Actor, account: A
 
 @get("/compte/mot-de-passe", name="password_change", dependencies=ACCOUNT_DEPS)
 async def password_page(request: Request[Any, Any, Any], actor: Actor, account: Account) -> Response[Any]:
-    try:
-        await _svc(request).ensure_recent(actor)
-    except StepUpRequired:
-        return _step_up("/compte/mot-de-passe")
+    if (stale := await _stale(request, actor, "/compte/mot-de-passe")) is not None:
+        return stale
     return render(request, "accounts/password_change.html", actor=actor, account=account, errors={},
                   verdict=None, end_others=True, nav="account")
 
@@ -140,10 +147,8 @@ async def reset_post(request: Request[Any, Any, Any], token: str, data: dict[str
 
 @get("/compte/adresse", name="email_change", dependencies=ACCOUNT_DEPS)
 async def email_page(request: Request[Any, Any, Any], actor: Actor, account: Account) -> Response[Any]:
-    try:
-        await _svc(request).ensure_recent(actor)
-    except StepUpRequired:
-        return _step_up("/compte/adresse")
+    if (stale := await _stale(request, actor, "/compte/adresse")) is not None:
+        return stale
     return render(request, "accounts/email_change.html", actor=actor, account=account, email="", errors={},
                   nav="account")
 

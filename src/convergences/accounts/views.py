@@ -99,15 +99,22 @@ async def invitation_page(request: Request[Any, Any, Any], token: str) -> Templa
 @post("/invitation/{token:str}", name="invitation_post", middleware=[auth_rate_limit.middleware])
 async def invitation_post(request: Request[Any, Any, Any], token: str,
                           data: dict[str, Any] = Form) -> Response[Any]:
-    service = AuthService(runtime(request))
-    errors = await service.accept_invitation(token, str(data.get("password", ""))[:4096],
-                                             str(data.get("confirmation", ""))[:4096], client_ip(request))
+    from convergences.accounts.credentials import CredentialService
+    from convergences.security.strength import evaluate
+
+    rt = runtime(request)
+    service = AuthService(rt)
+    password = str(data.get("password", ""))[:4096]
+    errors = await service.accept_invitation(token, password, str(data.get("confirmation", ""))[:4096],
+                                             client_ip(request))
     if "token" in errors:
         return render(request, "accounts/invitation_invalid.html", status_code=410)
     if errors:
         account = await service.invitation_account(token)
+        # The meter without JavaScript: the verdict and its reasons, in French.
+        verdict = evaluate(password, rt.settings.passwords, await CredentialService(rt).context_for_token(token))
         return render(request, "accounts/invitation.html", status_code=422, account=account, token=token,
-                      errors=errors)
+                      errors=errors, verdict=verdict)
     return redirect(request, "/login", "Votre mot de passe est enregistré : vous pouvez vous connecter.")
 
 
