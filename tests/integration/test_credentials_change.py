@@ -184,3 +184,20 @@ async def test_invitation_page_has_the_meter_with_and_without_javascript(make_br
     fragment = await visitor.post("/mot-de-passe/evaluer", {"password": "girard pour toujours", "token": token},
                                   htmx=True)
     assert "ne doit pas contenir votre nom" in fragment.text
+
+
+async def test_guessing_the_current_password_is_throttled(make_browser, runtime: Runtime) -> None:
+    agent = await logged_in(make_browser, AGENT)
+    for _ in range(runtime.settings.throttle.account_free_failures + 1):
+        response = await agent.post("/compte/mot-de-passe", change(current="une mauvaise supposition"))
+        assert response.status_code == 422
+    # Now even the right current password waits: the form is no way around the login throttle.
+    blocked = await agent.post("/compte/mot-de-passe", change())
+    assert blocked.status_code == 422 and "Trop de tentatives" in blocked.text
+    # It is the login's own counter for this account and address: the login form waits too…
+    assert (await (await make_browser()).post("/login", {"email": AGENT, "password": DEMO_PASSWORD})
+            ).status_code == 429
+    # …while from another address the unchanged password still opens the account.
+    from convergences.accounts.services import AuthService
+
+    assert (await AuthService(runtime).login(AGENT, DEMO_PASSWORD, "203.0.113.9", "poste")).ok

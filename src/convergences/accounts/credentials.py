@@ -153,6 +153,8 @@ class CredentialService:
                                       .where(Account.id == actor.account_id))
             assert account is not None
             stored, context = account.password_hash, await password_context(db, account)
+            if await self.rt.throttle.wait_seconds(db, [pair_key(actor.email, actor.ip)]):
+                return {"current": "Trop de tentatives infructueuses : patientez quelques minutes avant de réessayer."}
         valid, _ = await self.rt.passwords.verify(stored, current)
         if not valid:
             async with transaction(self.rt.maker) as db:
