@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import uuid
 
 from sqlalchemy import select
 
@@ -115,7 +116,7 @@ async def test_meter_fragment_as_the_person_types(make_browser) -> None:
 async def test_email_change_is_confirmed_from_the_new_address(make_browser, runtime: Runtime,
                                                               mailbox: Mailbox) -> None:
     agent = await logged_in(make_browser, AGENT)
-    new = "julie.moreau@bellerive.example"
+    new = f"julie.moreau.{uuid.uuid4().hex[:8]}@bellerive.example"  # unique: the mailbox outlives the test
     response = await agent.post("/compte/adresse", {"email": new})
     assert response.status_code == 303
     # Nothing changes before the confirmation.
@@ -156,7 +157,7 @@ async def test_email_of_another_account_is_refused_without_saying_whose(make_bro
 
 async def test_a_shared_account_changes_its_own_email(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
     person = await logged_in(make_browser, SHARED)
-    new = "nadia.roussel@coteaux.example"
+    new = f"nadia.roussel.{uuid.uuid4().hex[:8]}@coteaux.example"
     assert (await person.post("/compte/adresse", {"email": new})).status_code == 303
     path = link_path((await mailbox.wait_for(new))[-1], "/compte/adresse/confirmer/")
     assert (await person.post(path)).status_code == 303
@@ -169,7 +170,7 @@ async def test_invitation_page_has_the_meter_with_and_without_javascript(make_br
     from tests.mailbox import invitation_path
 
     referent = await logged_in(make_browser, REFERENT)
-    email = "lea.meter@bellerive.example"
+    email = f"lea.meter.{uuid.uuid4().hex[:8]}@bellerive.example"
     await referent.post(f"/employeurs/{await employer_id(runtime)}/agents",
                         {"given_name": "Léa", "family_name": "Girard", "email": email})
     path = invitation_path((await mailbox.wait_for(email))[-1])

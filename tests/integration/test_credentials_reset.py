@@ -7,6 +7,7 @@ a link, never a password, within their employer and their role."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -133,7 +134,7 @@ async def test_reset_link_expires_after_15_minutes(make_browser, runtime: Runtim
 async def test_links_of_one_purpose_do_not_open_another(make_browser, runtime: Runtime, mailbox: Mailbox) -> None:
     referent = await logged_in(make_browser, REFERENT)
     eid = await employer_id(runtime)
-    email = "ines.reset@bellerive.example"
+    email = f"ines.reset.{uuid.uuid4().hex[:8]}@bellerive.example"  # unique: the mailbox outlives the test
     await referent.post(f"/employeurs/{eid}/agents", {"given_name": "Inès", "family_name": "Roy", "email": email})
     invitation = invitation_path((await mailbox.wait_for(email))[-1])
     token = invitation.rsplit("/", 1)[1]
