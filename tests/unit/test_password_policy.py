@@ -60,3 +60,15 @@ def test_meter_levels() -> None:
 
 def test_length_alone_does_not_make_a_repeated_character_strong() -> None:
     assert evaluate("a" * 40, S, []).level <= 2
+
+
+@pytest.mark.parametrize("prefix", ["/invitation/", "/mot-de-passe/reinitialiser/", "/compte/adresse/confirmer/"])
+def test_one_time_links_are_redacted_from_logs(prefix: str) -> None:
+    import logging
+
+    from convergences.logs import RedactSecrets
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s "GET %s HTTP/1.1" 200', (
+        "127.0.0.1", prefix + "WzEsImFiYyJd.secret-token"), None)
+    RedactSecrets().filter(record)
+    assert "secret-token" not in record.getMessage() and prefix + "[masqué]" in record.getMessage()
