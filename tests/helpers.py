@@ -170,6 +170,15 @@ def remember_secret(database: str, email: str, secret: str) -> None:
     _secrets.setdefault(database, {})[email] = secret
 
 
+def email_changed(client: Any, old: str, new: str) -> None:
+    """The person's address changed: their authenticator (secret, steps already used) follows them."""
+    database = _database(client)
+    secrets_, used = _secrets.setdefault(database, {}), _used_steps.setdefault(database, {})
+    secrets_[new] = secrets_.get(old) or demo_totp_secret(old)
+    if old in used:
+        used[new] = used[old]
+
+
 async def logged_in(make_browser: Any, email: str, password: str = DEMO_PASSWORD) -> Browser:
     """A new visitor (``make_browser`` fixture) logged in as ``email``."""
     browser: Browser = await make_browser()

@@ -48,6 +48,21 @@ ALLOW_LIST: dict[str, str] = {
     "/accessibilite": "public accessibility statement (static text)",
     "/confidentialite": "public privacy notice: configuration and the catalogue's claims, no person's data",
     "/services": "the actor's own tiles; takes no id, so it cannot be pointed at another employer",
+    # « Mon compte » and the forgotten-password pages: the caller's own account only (no id taken), or a
+    # signed single-use link that IS the credential (tests/integration/test_credentials*.py).
+    "/compte": "the caller's own identity and links; takes no id",
+    "/compte/mot-de-passe": "changes the caller's own password (current password + recent login required)",
+    "/compte/adresse": "changes the caller's own email (recent login required, confirmed from the new address)",
+    "/compte/adresse/confirmer/{token:str}": "public by design: the signed, single-use, expiring link IS the "
+                                             "credential (an unknown token answers 410)",
+    "/compte/sessions": "the caller's own sessions; takes no id",
+    "/compte/sessions/deconnecter": "ends one of the caller's own sessions (a handle of another account's "
+                                    "session matches none of the caller's)",
+    "/compte/sessions/autres": "ends the caller's own other sessions",
+    "/mot-de-passe/evaluer": "the password meter: evaluates the submitted text only, stores nothing",
+    "/mot-de-passe/oublie": "public: the same answer whether or not the address exists; rate-limited",
+    "/mot-de-passe/reinitialiser/{token:str}": "public by design: the signed, single-use, 15-minute link IS the "
+                                               "credential (an unknown token answers 410)",
     # OpenID Connect protocol endpoints: they take no employer id; what they return is decided by the
     # client's credentials, the tokens presented, and the actor's own rights (tests/oidc).
     "/.well-known/openid-configuration": "public discovery document (no data)",

@@ -21,7 +21,7 @@ from convergences.audit.chain import GENESIS, seal_entry
 
 
 revision: str = '0006'
-down_revision: str | None = '0004'
+down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

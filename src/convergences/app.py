@@ -156,6 +156,7 @@ def _configure_templates(engine: JinjaTemplateEngine, settings: Settings | None 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:
     settings = settings or load_settings()
     install_redaction()
+    from convergences.accounts.account_views import router as account_router
     from convergences.accounts.views import router as accounts_router
     from convergences.admin.views import router as admin_router
     from convergences.employers.views import router as employers_router
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = runtime or Runtime.build(settings)
         app.state.runtime = rt
         rt.mailer.kick()
+        rt.mailer.start_periodic()
         try:
             yield
         finally:
@@ -183,8 +185,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     csrf = CSRFConfig(secret=settings.secret_key, cookie_name="cvg_csrf", cookie_secure=settings.secure_cookies,
                       cookie_httponly=True, cookie_samesite="lax", exclude=["^/healthz/?$", *CSRF_EXEMPT])
     app = Litestar(
-        route_handlers=[accounts_router, employers_router, admin_router, oidc_router, reviews_router, privacy_router,
-                        rgpd_router, mfa_router,
+        route_handlers=[accounts_router, account_router, employers_router, admin_router, oidc_router, reviews_router,
+                        privacy_router, rgpd_router, mfa_router,
                         create_static_files_router(path="/static", directories=[STATIC_DIR], name="static",
                                                    cache_control=None, include_in_schema=False)],
         lifespan=[lifespan],

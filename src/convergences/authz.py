@@ -22,6 +22,8 @@ class Permission(StrEnum):
     MFA_RESET = "employer:mfa:reset"  # an agent's second factors
     MFA_RESET_ADMINS = "employer:mfa:reset-admins"  # a référent's or an autorité's second factors
     MFA_POLICY = "employer:mfa:policy"  # "2FA obligatoire pour tous les agents"
+    # Help a member with their access: send a password reset link, clear a login throttle, end sessions.
+    ACCOUNTS_SECURITY = "employer:accounts:security"
     # Global (CIG) permissions: not tied to one employer.
     EMPLOYERS_MANAGE = "cig:employers:manage"
     CATALOGUE_MANAGE = "cig:catalogue:manage"
@@ -38,13 +40,13 @@ P = Permission
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "agent": frozenset(),
     "referent": frozenset({P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.ACCOUNTS_MANAGE, P.GRANTS_MANAGE,
-                           P.INVITATIONS_RESEND, P.JOURNAL_VIEW, P.MFA_RESET, P.MFA_POLICY}),
+                           P.INVITATIONS_RESEND, P.JOURNAL_VIEW, P.MFA_RESET, P.MFA_POLICY, P.ACCOUNTS_SECURITY}),
     "authority": frozenset({P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.REFERENTS_DESIGNATE, P.JOURNAL_VIEW,
                             P.MFA_POLICY}),
     # The correspondent supports and helps, but does not run the employer's accounts and rights.
     "correspondent": frozenset({P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.INVITATIONS_RESEND,
                                 P.REFERENTS_DESIGNATE, P.JOURNAL_VIEW, P.PROGRESS_VIEW, P.MFA_RESET,
-                                P.MFA_RESET_ADMINS}),
+                                P.MFA_RESET_ADMINS, P.ACCOUNTS_SECURITY}),
     "cig_admin": frozenset(Permission),
 }
 

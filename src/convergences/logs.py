@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-_SECRET_PATH = re.compile(r"(/invitation/)[^\s\"?]+")
+_SECRET_PATH = re.compile(r"(/invitation/|/mot-de-passe/reinitialiser/|/compte/adresse/confirmer/)[^\s\"?]+")
 
 
 class RedactSecrets(logging.Filter):

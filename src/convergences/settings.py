@@ -65,6 +65,11 @@ class ThrottleSettings:
     account_free_failures: int = 5
     ip_free_failures: int = 20
     max_delay_seconds: int = 15 * 60
+    # Failures on one account from every address together before browsers that never logged in to it
+    # are slowed down too (known devices never are: see convergences.security.throttle).
+    account_global_free_failures: int = 20
+    # Failures on one account after which its owner is warned by email (once per burst).
+    alert_after_failures: int = 10
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,8 @@ def load_settings() -> Settings:
             account_free_failures=_env_int("THROTTLE_ACCOUNT_FREE_FAILURES", 5),
             ip_free_failures=_env_int("THROTTLE_IP_FREE_FAILURES", 20),
             max_delay_seconds=_env_int("THROTTLE_MAX_DELAY_SECONDS", 15 * 60),
+            account_global_free_failures=_env_int("THROTTLE_ACCOUNT_GLOBAL_FREE_FAILURES", 20),
+            alert_after_failures=_env_int("THROTTLE_ALERT_AFTER_FAILURES", 10),
         ),
         mail=MailSettings(
             smtp_host=_env("SMTP_HOST"),

@@ -229,7 +229,8 @@ async def test_actor_cannot_reach_another_employer(name: str, app: Litestar, run
 HANDLER_PERMISSION: dict[str, Permission] = {
     "employer": P.EMPLOYER_VIEW, "agents": P.ACCOUNTS_VIEW, "agent": P.ACCOUNTS_VIEW,
     "agent_create": P.ACCOUNTS_MANAGE, "agent_update": P.ACCOUNTS_MANAGE, "agent_suspend": P.ACCOUNTS_MANAGE,
-    "agent_reactivate": P.ACCOUNTS_MANAGE, "agent_unthrottle": P.ACCOUNTS_MANAGE,
+    "agent_reactivate": P.ACCOUNTS_MANAGE, "agent_unthrottle": P.ACCOUNTS_SECURITY,
+    "agent_send_reset": P.ACCOUNTS_SECURITY, "agent_end_sessions": P.ACCOUNTS_SECURITY,
     "agent_delete_confirm": P.ACCOUNTS_MANAGE, "agent_delete": P.ACCOUNTS_MANAGE,
     "agent_invite": P.INVITATIONS_RESEND, "grant_toggle": P.GRANTS_MANAGE,
     "referents": P.REFERENTS_DESIGNATE, "referent_create": P.REFERENTS_DESIGNATE,

@@ -1,4 +1,5 @@
-"""Failed-login throttling per account and per IP: a growing delay, never a permanent lockout."""
+"""Failed-login throttling per account+IP, per IP and per account: a growing delay, never a permanent lockout
+(the lockout-proof design itself is proved in tests/integration/test_credentials_throttle.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from convergences.audit.models import AuditEvent
 from convergences.db import transaction, utcnow
 from convergences.runtime import Runtime
 from convergences.security.models import LoginThrottle
-from convergences.security.throttle import account_key, ip_key
+from convergences.security.throttle import account_key, ip_key, pair_key
 from tests.helpers import REFERENT, Browser, employer_id, execute, logged_in, membership_id, scalar
 
 EMAIL = "agent@bellerive.example"
@@ -43,7 +44,8 @@ async def fail(browser: Browser, email: str = EMAIL):  # type: ignore[no-untyped
 async def test_account_delay_grows_then_real_user_logs_in(make_browser, runtime: Runtime) -> None:
     free = runtime.settings.throttle.account_free_failures
     attacker = await make_browser()
-    key = account_key(EMAIL)
+    # From one address, the account+address pair is what slows down.
+    key = pair_key(EMAIL, "testclient")
     for _ in range(free):
         response = await fail(attacker)
         assert response.status_code == 401 and LOGIN_FAILED in response.text

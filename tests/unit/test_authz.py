@@ -17,16 +17,16 @@ from convergences.authz import (
 
 P = Permission
 EMPLOYER_PERMISSIONS = [P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.ACCOUNTS_MANAGE, P.GRANTS_MANAGE,
-                        P.INVITATIONS_RESEND, P.REFERENTS_DESIGNATE, P.JOURNAL_VIEW]
+                        P.INVITATIONS_RESEND, P.REFERENTS_DESIGNATE, P.JOURNAL_VIEW, P.ACCOUNTS_SECURITY]
 
 # The expected matrix, written out by hand from the product rules (not derived from the code).
 EXPECTED: dict[str, set[Permission]] = {
     "agent": set(),
     "referent": {P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.ACCOUNTS_MANAGE, P.GRANTS_MANAGE, P.INVITATIONS_RESEND,
-                 P.JOURNAL_VIEW},
+                 P.JOURNAL_VIEW, P.ACCOUNTS_SECURITY},
     "authority": {P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.REFERENTS_DESIGNATE, P.JOURNAL_VIEW},
     "correspondent": {P.EMPLOYER_VIEW, P.ACCOUNTS_VIEW, P.INVITATIONS_RESEND, P.REFERENTS_DESIGNATE,
-                      P.JOURNAL_VIEW},
+                      P.JOURNAL_VIEW, P.ACCOUNTS_SECURITY},
     "cig_admin": set(EMPLOYER_PERMISSIONS),
 }
 

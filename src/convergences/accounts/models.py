@@ -66,7 +66,8 @@ def _phone_for_staff_only(mapper: object, connection: object, account: Account) 
 
 
 class Invitation(CreatedAtMixin, Base):
-    """An invitation to set one's password. The link signs ``id`` and ``nonce``; only a hash is kept."""
+    """A one-time link: an invitation to set one's password, a password reset, or the confirmation of a
+    new email address (``purpose``). The link signs ``id`` and ``nonce``; only a hash is kept."""
 
     __tablename__ = "invitation"
 
@@ -80,3 +81,7 @@ class Invitation(CreatedAtMixin, Base):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"),
                                                       default=None)
+    # "invitation", "reset" or "email" (see convergences.accounts.links).
+    purpose: Mapped[str] = mapped_column(String(20), default="invitation", server_default="invitation")
+    # The address to confirm (purpose "email").
+    new_email: Mapped[str | None] = mapped_column(String(254), default=None)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
-from convergences.accounts.models import Account, Invitation
+from convergences.accounts import links
+from convergences.accounts.models import Account
 from convergences.audit.actions import Action
 from convergences.audit.services import record
 from convergences.authz import Actor
@@ -24,8 +24,7 @@ from convergences.runtime import Runtime
 from convergences.security.models import LoginSession
 from convergences.security.passwords import password_problems
 from convergences.security.sessions import NewSession
-from convergences.security.throttle import account_key, ip_key
-from convergences.security.tokens import digest, random_token
+from convergences.security.throttle import DeviceCookie, login_keys
 
 LOGIN_FAILED = "Adresse électronique ou mot de passe incorrect."
 ACCOUNT_SUSPENDED = ("Votre compte est suspendu. Contactez votre référent administrateur pour le faire "
@@ -48,6 +47,8 @@ class LoginResult:
     # state (no session, no access) and which step, "factor" or "enrol".
     pending: str = ""
     next_step: str = ""
+    # The browser's new *known device* cookie (convergences.security.throttle), on success.
+    device_cookie: str = ""
 
 
 async def build_actor(db: AsyncSession, session: LoginSession, account: Account) -> Actor:
@@ -88,15 +89,16 @@ class AuthService:
         return replace(actor, ip=ip, user_agent=user_agent), account
 
     async def login(self, email: str, password: str, ip: str | None, user_agent: str | None,
-                    previous_cookie: str | None = None) -> LoginResult:
+                    previous_cookie: str | None = None, device_cookie: str | None = None) -> LoginResult:
         """Check the password under throttling; on success open a brand-new session.
 
         The browser's previous session, if any, is ended: a login never keeps an older session id.
         """
         email = normalize_email(email)
-        keys = [account_key(email), ip_key(ip)]
+        devices = DeviceCookie(self.rt.settings.secret_key)
+        keys = login_keys(email, ip, known_device=devices.knows(device_cookie, email))
         async with transaction(self.rt.maker) as db:
-            wait = await self.rt.throttle.wait_seconds(db, keys)
+            wait = await self.rt.throttle.wait_seconds(db, keys.checked)
         if wait:
             # Same message whatever the password: a wait tells nothing about its correctness.
             return LoginResult(False, _wait_message(wait), wait_seconds=wait)
@@ -105,14 +107,24 @@ class AuthService:
                                       .where(Account.email == email))
             stored = account.password_hash if account else None
         valid, new_hash = await self.rt.passwords.verify(stored, password)
-        async with transaction(self.rt.maker) as db:
-            if not valid or account is None:
-                await self.rt.throttle.failure(db, keys)
+        if not valid or account is None:
+            async with transaction(self.rt.maker) as db:
+                alert = await self.rt.throttle.failure(db, keys.counted)
                 record(db, None, Action.LOGIN_FAILURE, target_type="account",
                        target_id=account.id if account else None,
                        target_label=email if account else "", ip=ip,
                        after={"factor": "password", "user_agent": (user_agent or "")[:300]})
-                return LoginResult(False, LOGIN_FAILED)
+                if alert and account is not None:
+                    # Once per burst: the owner learns that someone is trying, and what to do.
+                    self.rt.mailer.queue(db, account.email, "login_alert", account=account,
+                                         failures=self.rt.settings.throttle.alert_after_failures,
+                                         base_url=self.rt.settings.base_url, cig_name=self.rt.settings.cig_name)
+                    record(db, None, Action.LOGIN_ALERT, target_type="account", target_id=account.id,
+                           target_label=account.full_name, ip=ip)
+            if alert:
+                self.rt.mailer.kick()
+            return LoginResult(False, LOGIN_FAILED)
+        async with transaction(self.rt.maker) as db:
             account = await db.get(Account, account.id)
             assert account is not None
             if not account.is_staff and not await db.scalar(select(Membership.id).where(
@@ -126,7 +138,7 @@ class AuthService:
                 account.password_hash = new_hash
             step = await login_step(db, account)
             if step:
-                # Half-authenticated: no session, and the throttle counter is NOT cleared (a known
+                # Half-authenticated: no session, and the throttle counters are NOT cleared (a known
                 # password must not reset the count of wrong second-factor codes).
                 return LoginResult(True, pending=pending_value(self.rt, account.id, step), next_step=step)
             new, ended_applications, alerted = await self.open_session(db, account, ip, user_agent, previous_cookie,
@@ -135,7 +147,7 @@ class AuthService:
             kick_logouts(self.rt)
         if alerted:
             self.rt.mailer.kick()
-        return LoginResult(True, cookie_value=new.cookie_value)
+        return LoginResult(True, cookie_value=new.cookie_value, device_cookie=devices.add(device_cookie, email))
 
     async def open_session(self, db: AsyncSession, account: Account, ip: str | None, user_agent: str | None,
                            previous_cookie: str | None, *, amr: list[str], factor: str) -> tuple[NewSession, int, bool]:
@@ -144,7 +156,7 @@ class AuthService:
         Returns the session, how many application sessions were ended (kick_logouts after commit) and
         whether a new-device alert was queued (kick the mailer after commit)."""
         account.last_login_at = utcnow()
-        await self.rt.throttle.success(db, account.email)
+        await self.rt.throttle.success(db, account.email, ip)
         previous = await self.rt.sessions.load(db, previous_cookie)
         new = self.rt.sessions.create(db, account.id, ip, user_agent)
         new.row.amr = " ".join(amr)
@@ -181,69 +193,93 @@ class AuthService:
 
     # -- invitations -------------------------------------------------------------------------
 
-    async def _find_invitation(self, db: AsyncSession, token: str) -> Invitation | None:
-        max_age = self.rt.settings.invitation_days * 86400
-        value = self.rt.invitations.loads(token, max_age=max_age)
-        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
-                and isinstance(value[1], str)):
-            return None
-        invitation = await db.get(Invitation, value[0])
-        now = utcnow()
-        if (invitation is None or invitation.nonce_hash != digest(value[1]) or invitation.used_at
-                or invitation.revoked_at or invitation.expires_at <= now):
-            return None
-        return invitation
-
     async def invitation_account(self, token: str) -> Account | None:
         async with transaction(self.rt.maker) as db:
-            invitation = await self._find_invitation(db, token)
+            invitation = await links.find(self.rt, db, token, links.INVITATION)
             return await db.get(Account, invitation.account_id) if invitation else None
 
     async def accept_invitation(self, token: str, password: str, confirmation: str,
                                 ip: str | None) -> dict[str, str]:
         """Set the password from an invitation; return per-field French errors (empty on success)."""
-        async with transaction(self.rt.maker) as db:
-            invitation = await self._find_invitation(db, token)
-            if invitation is None:
-                return {"token": INVITATION_INVALID}
-            account = await db.get(Account, invitation.account_id)
-            assert account is not None
-            employer_names = (await db.scalars(select(Employer.name).join(Membership).where(
-                Membership.account_id == account.id))).all()
-        errors: dict[str, str] = {}
-        problems = password_problems(password, self.rt.settings.passwords,
-                                     context=[account.given_name, account.family_name, account.email,
-                                              *employer_names])
-        if problems:
-            errors["password"] = " ".join(problems)
-        elif password != confirmation:
-            errors["confirmation"] = "Les deux mots de passe saisis ne sont pas identiques."
-        if errors:
-            return errors
-        password_hash = await self.rt.passwords.hash(password)
-        async with transaction(self.rt.maker) as db:
-            # The UPDATE … WHERE used_at IS NULL makes the link single-use even under a race.
-            used = await db.execute(update(Invitation).where(
-                Invitation.id == invitation.id, Invitation.used_at.is_(None)).values(used_at=utcnow()))
-            if used.rowcount != 1:  # type: ignore[attr-defined]
-                return {"token": INVITATION_INVALID}
-            account = await db.get(Account, invitation.account_id)
-            assert account is not None
-            account.password_hash = password_hash
-            account.activated_at = account.activated_at or utcnow()
-            # Any other outstanding invitation for this account is now pointless.
-            await db.execute(update(Invitation).where(Invitation.account_id == account.id,
-                                                      Invitation.used_at.is_(None))
-                             .values(revoked_at=utcnow()))
-            # A new password (a re-invitation is how a forgotten or compromised one is reset) ends
-            # every session: the portal's and the applications' (tokens revoked, back-channel logout).
-            ended_applications = await ProviderService(self.rt).end_rp_sessions(db, account_id=account.id)
-            await self.rt.sessions.end_all(db, account.id)
-            record(db, None, Action.PASSWORD_SET, employer_id=invitation.employer_id, target_type="account",
-                   target_id=account.id, target_label=account.full_name, ip=ip)
-        if ended_applications:
-            kick_logouts(self.rt)
-        return {}
+        return await use_password_link(self.rt, token, links.INVITATION, password, confirmation, ip,
+                                       invalid=INVITATION_INVALID)
+
+
+async def password_context(db: AsyncSession, account: Account) -> list[str]:
+    """The words a password must not contain: the person's names, email, and their employers' names."""
+    employer_names = (await db.scalars(select(Employer.name).join(Membership).where(
+        Membership.account_id == account.id))).all()
+    return [account.given_name, account.family_name, account.email, *employer_names]
+
+
+def check_new_password(rt: Runtime, password: str, confirmation: str, context: list[str]) -> dict[str, str]:
+    """Per-field French errors for a new password and its confirmation (empty when acceptable)."""
+    problems = password_problems(password, rt.settings.passwords, context=context)
+    if problems:
+        return {"password": " ".join(problems)}
+    if password != confirmation:
+        return {"confirmation": "Les deux mots de passe saisis ne sont pas identiques."}
+    return {}
+
+
+async def set_password(rt: Runtime, db: AsyncSession, account: Account, password_hash: str, *,
+                       keep_session_id: str | None = None, end_sessions: bool = True) -> int:
+    """Store a new password hash (caller's transaction). Outstanding invitation and reset links become
+    useless; unless ``end_sessions`` is False, every session ends — the portal's (but ``keep_session_id``)
+    and the applications' (tokens revoked, back-channel logout queued). Return how many logouts were queued."""
+    account.password_hash = password_hash
+    account.activated_at = account.activated_at or utcnow()
+    await links.revoke(db, account.id, links.INVITATION, links.RESET)
+    if not end_sessions:
+        return 0
+    ended = 0
+    for session_id in (await db.scalars(select(LoginSession.id).where(
+            LoginSession.account_id == account.id))).all():
+        if session_id != keep_session_id:
+            ended += await ProviderService(rt).end_rp_sessions(db, account_id=account.id,
+                                                               login_session_id=session_id)
+            await rt.sessions.end(db, session_id)
+    # Applications' sessions not tied to a live portal session (expired portal session) end too.
+    if keep_session_id is None:
+        ended += await ProviderService(rt).end_rp_sessions(db, account_id=account.id)
+    return ended
+
+
+async def use_password_link(rt: Runtime, token: str, purpose: str, password: str, confirmation: str,
+                            ip: str | None, *, invalid: str) -> dict[str, str]:
+    """Set the password through an invitation or reset link; per-field French errors (``token``: the link is
+    no longer valid). Never opens a session: the person then logs in normally (second factor included)."""
+    async with transaction(rt.maker) as db:
+        link = await links.find(rt, db, token, purpose)
+        if link is None:
+            return {"token": invalid}
+        account = await db.get(Account, link.account_id)
+        assert account is not None
+        context = await password_context(db, account)
+    errors = check_new_password(rt, password, confirmation, context)
+    if errors:
+        return errors
+    password_hash = await rt.passwords.hash(password)
+    async with transaction(rt.maker) as db:
+        if not await links.consume(db, link):
+            return {"token": invalid}
+        account = await db.get(Account, link.account_id)
+        assert account is not None
+        # A new password (an invitation, or a reset of a forgotten or compromised one) ends every
+        # session: the portal's and the applications' (tokens revoked, back-channel logout).
+        ended_applications = await set_password(rt, db, account, password_hash)
+        await rt.throttle.clear(db, account.email)
+        record(db, None, Action.PASSWORD_SET if purpose == links.INVITATION else Action.PASSWORD_RESET,
+               employer_id=link.employer_id, target_type="account", target_id=account.id,
+               target_label=account.full_name, ip=ip)
+        if purpose == links.RESET:
+            rt.mailer.queue(db, account.email, "password_changed", account=account, reset=True,
+                            base_url=rt.settings.base_url, cig_name=rt.settings.cig_name)
+    if purpose == links.RESET:
+        rt.mailer.kick()
+    if ended_applications:
+        kick_logouts(rt)
+    return {}
 
 
 def _wait_message(seconds: int) -> str:
@@ -253,23 +289,14 @@ def _wait_message(seconds: int) -> str:
         minutes = (seconds + 59) // 60
         delay = f"{minutes} minute{'s' if minutes > 1 else ''}"
     return (f"Trop de tentatives de connexion infructueuses. Par sécurité, patientez {delay} avant "
-            "de réessayer. Si vous avez oublié votre mot de passe, contactez votre référent administrateur.")
+            "de réessayer. Si vous avez oublié votre mot de passe, utilisez « Mot de passe oublié ? ».")
 
 
 async def send_invitation(rt: Runtime, db: AsyncSession, actor: Actor | None, account: Account,
                           employer: Employer | None) -> None:
     """Revoke older invitations, create a fresh one and queue its mail (caller's transaction)."""
-    now = utcnow()
-    await db.execute(update(Invitation).where(Invitation.account_id == account.id, Invitation.used_at.is_(None),
-                                              Invitation.revoked_at.is_(None)).values(revoked_at=now))
-    nonce = random_token()
-    invitation = Invitation(account_id=account.id, employer_id=employer.id if employer else None,
-                            nonce_hash=digest(nonce),
-                            expires_at=now + timedelta(days=rt.settings.invitation_days),
-                            created_by_id=actor.account_id if actor else None)
-    db.add(invitation)
-    await db.flush()
-    link = f"{rt.settings.base_url}/invitation/{rt.invitations.dumps([invitation.id, nonce])}"
+    link = await links.create(rt, db, account, links.INVITATION, employer_id=employer.id if employer else None,
+                              created_by_id=actor.account_id if actor else None)
     rt.mailer.queue(db, account.email, "invitation", account=account, employer=employer,
                     inviter=actor.label.split(" <")[0] if actor else rt.settings.cig_name, link=link,
                     days=rt.settings.invitation_days, cig_name=rt.settings.cig_name)

@@ -19,6 +19,7 @@ from convergences.applications.services import PortalService
 from convergences.authz import Actor
 from convergences.db import transaction
 from convergences.mail.models import OutboxMail
+from convergences.security.throttle import DEVICE_COOKIE, DEVICE_DAYS
 from convergences.web import client_ip, current, provide_actor, redirect, render, runtime, safe_next, text
 
 Form = Body(media_type=RequestEncodingType.URL_ENCODED)
@@ -60,7 +61,8 @@ async def login_post(request: Request[Any, Any, Any], data: dict[str, Any] = For
         return render(request, "accounts/login.html", status_code=422, next=target, email=email,
                       error="Saisissez votre adresse électronique et votre mot de passe.")
     result = await AuthService(rt).login(email, password, client_ip(request), request.headers.get("user-agent"),
-                                         previous_cookie=request.cookies.get(rt.settings.session_cookie))
+                                         previous_cookie=request.cookies.get(rt.settings.session_cookie),
+                                         device_cookie=request.cookies.get(DEVICE_COOKIE))
     if not result.ok:
         status = 429 if result.wait_seconds else 401
         return render(request, "accounts/login.html", status_code=status, next=target, email=email,
@@ -72,6 +74,9 @@ async def login_post(request: Request[Any, Any, Any], data: dict[str, Any] = For
     response = Redirect(target, status_code=303)
     response.cookies.append(Cookie(key=rt.settings.session_cookie, value=result.cookie_value, path="/",
                                    httponly=True, samesite="lax", secure=rt.settings.secure_cookies))
+    # This browser is now a known device of the account: a flood of failures elsewhere never slows it.
+    response.cookies.append(Cookie(key=DEVICE_COOKIE, value=result.device_cookie, path="/", httponly=True,
+                                   samesite="lax", secure=rt.settings.secure_cookies, max_age=DEVICE_DAYS * 86400))
     return response
 
 
@@ -98,15 +103,22 @@ async def invitation_page(request: Request[Any, Any, Any], token: str) -> Templa
 @post("/invitation/{token:str}", name="invitation_post", middleware=[auth_rate_limit.middleware])
 async def invitation_post(request: Request[Any, Any, Any], token: str,
                           data: dict[str, Any] = Form) -> Response[Any]:
-    service = AuthService(runtime(request))
-    errors = await service.accept_invitation(token, str(data.get("password", ""))[:4096],
-                                             str(data.get("confirmation", ""))[:4096], client_ip(request))
+    from convergences.accounts.credentials import CredentialService
+    from convergences.security.strength import evaluate
+
+    rt = runtime(request)
+    service = AuthService(rt)
+    password = str(data.get("password", ""))[:4096]
+    errors = await service.accept_invitation(token, password, str(data.get("confirmation", ""))[:4096],
+                                             client_ip(request))
     if "token" in errors:
         return render(request, "accounts/invitation_invalid.html", status_code=410)
     if errors:
         account = await service.invitation_account(token)
+        # The meter without JavaScript: the verdict and its reasons, in French.
+        verdict = evaluate(password, rt.settings.passwords, await CredentialService(rt).context_for_token(token))
         return render(request, "accounts/invitation.html", status_code=422, account=account, token=token,
-                      errors=errors)
+                      errors=errors, verdict=verdict)
     return redirect(request, "/login", "Votre mot de passe est enregistré : vous pouvez vous connecter.")
 
 

@@ -59,6 +59,16 @@ class Action(StrEnum):
     REAUTH_SUCCESS = "account:reauth:success"
     REAUTH_FAILURE = "account:reauth:failure"
     EMPLOYER_MFA_POLICY = "employer:mfa:policy"
+    PASSWORD_RESET_REQUEST = "account:password:reset_request"  # noqa: S105 - an action tag
+    PASSWORD_RESET_SEND = "account:password:reset_send"  # noqa: S105 - an action tag
+    PASSWORD_RESET = "account:password:reset"  # noqa: S105 - an action tag
+    PASSWORD_CHANGE = "account:password:change"  # noqa: S105 - an action tag
+    EMAIL_CHANGE_REQUEST = "account:email:change_request"
+    EMAIL_CHANGE = "account:email:change"
+    LOGIN_ALERT = "account:login:alert"
+    SESSION_END = "account:session:end"
+    SESSIONS_END_OTHERS = "account:sessions:end_others"
+    SESSIONS_END_ALL = "account:sessions:end_all"
 
 
 LABELS: dict[str, str] = {
@@ -114,4 +124,14 @@ LABELS: dict[str, str] = {
     Action.REAUTH_SUCCESS: "Réauthentification réussie",
     Action.REAUTH_FAILURE: "Échec de réauthentification",
     Action.EMPLOYER_MFA_POLICY: "Règle de double authentification de l'employeur modifiée",
+    Action.PASSWORD_RESET_REQUEST: "Réinitialisation du mot de passe demandée",
+    Action.PASSWORD_RESET_SEND: "Lien de réinitialisation du mot de passe envoyé",
+    Action.PASSWORD_RESET: "Mot de passe réinitialisé",
+    Action.PASSWORD_CHANGE: "Mot de passe modifié",
+    Action.EMAIL_CHANGE_REQUEST: "Changement d'adresse électronique demandé",
+    Action.EMAIL_CHANGE: "Adresse électronique modifiée",
+    Action.LOGIN_ALERT: "Alerte d'échecs de connexion envoyée",
+    Action.SESSION_END: "Session fermée",
+    Action.SESSIONS_END_OTHERS: "Autres sessions fermées",
+    Action.SESSIONS_END_ALL: "Toutes les sessions fermées",
 }

@@ -336,14 +336,6 @@ class EmployerService:
             await send_invitation(self.rt, db, actor, membership.account, await get_employer(db, employer_id))
         self.rt.mailer.kick()
 
-    async def clear_throttle(self, actor: Actor, employer_id: int, membership_id: int) -> None:
-        require(actor, P.ACCOUNTS_MANAGE, employer_id)
-        async with transaction(self.rt.maker) as db:
-            membership = await get_membership(db, employer_id, membership_id)
-            await self.rt.throttle.clear(db, membership.account.email)
-            audit.record(db, actor, Action.THROTTLE_CLEAR, employer_id=employer_id, target_type="membership",
-                         target_id=membership.id, target_label=membership.account.full_name)
-
     # -- rights --------------------------------------------------------------------------------
 
     async def set_grant(self, actor: Actor, employer_id: int, membership_id: int, application_id: int,

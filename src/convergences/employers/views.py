@@ -8,6 +8,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.di import Provide
 from litestar.response import Template
 
+from convergences.accounts.credentials import CredentialService
 from convergences.accounts.views import Form
 from convergences.audit import views as journal_views
 from convergences.authz import Actor, Permission, may
@@ -149,7 +150,7 @@ async def agent_invite(request: Request[Any, Any, Any], actor: Actor, employer_i
 async def agent_unthrottle(request: Request[Any, Any, Any], actor: Actor, employer_id: int,
                            membership_id: int) -> Response[Any]:
     return await _action(request, employer_id, membership_id,
-                         _svc(request).clear_throttle(actor, employer_id, membership_id),
+                         CredentialService(runtime(request)).clear_throttle(actor, employer_id, membership_id),
                          "Les tentatives de connexion échouées de ce compte sont effacées.")
 
 

@@ -21,3 +21,7 @@ class OutboxMail(CreatedAtMixin, Base):
     sent_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(String(500), default=None)
+    # Due time of the next attempt (NULL: now); while a deliverer holds the lease it is the lease's end.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Who holds the lease: only that deliverer records the outcome (convergences.leasing).
+    lease_token: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, Response, post
 from litestar.datastructures import Cookie
 
+from convergences.accounts.services import LoginResult
 from convergences.accounts.views import auth_rate_limit
 from convergences.authz import Actor
 from convergences.db import transaction
@@ -15,6 +16,7 @@ from convergences.mfa.policy import FACTOR, PENDING_COOKIE, read_pending
 from convergences.mfa.services import MfaService
 from convergences.security.models import LoginSession
 from convergences.security.stepup import is_recent, reauth_url
+from convergences.security.throttle import DEVICE_COOKIE, DEVICE_DAYS
 from convergences.web import client_ip, runtime, safe_next
 
 CHALLENGE_COOKIE = "cvg_webauthn"
@@ -54,16 +56,28 @@ async def login_options(request: Request[Any, Any, Any], data: dict[str, Any]) -
 async def login(request: Request[Any, Any, Any], data: dict[str, Any]) -> Response[Any]:
     rt = runtime(request)
     target = safe_next(str(data.get("next") or "/")[:8000], "/")
-    result = await MfaService(rt).passkey_login(
+    result = await MfaService(rt, device_cookie=request.cookies.get(DEVICE_COOKIE)).passkey_login(
         request.cookies.get(PENDING_COOKIE), request.cookies.get(CHALLENGE_COOKIE), _credential(data),
         client_ip(request), request.headers.get("user-agent"), request.cookies.get(rt.settings.session_cookie))
     if not result.ok:
         return _json(request, {"error": result.message}, 429 if result.wait_seconds else 401)
     response = _json(request, {"redirect": target}, challenge="")
-    response.cookies.append(Cookie(key=rt.settings.session_cookie, value=result.cookie_value, path="/",
-                                   httponly=True, samesite="lax", secure=rt.settings.secure_cookies))
-    response.cookies.append(Cookie(key=PENDING_COOKIE, value="", path="/login", max_age=0, httponly=True))
+    response.cookies.extend(login_cookies(request, result))
     return response
+
+
+def login_cookies(request: Request[Any, Any, Any], result: LoginResult) -> list[Cookie]:
+    """A completed login: the new session, the half-authenticated state cleared, and this browser becomes a
+    known device of the account (security/throttle.py: failures elsewhere never slow it)."""
+    secure = runtime(request).settings.secure_cookies
+    cookies = [Cookie(key=runtime(request).settings.session_cookie, value=result.cookie_value, path="/",
+                      httponly=True, samesite="lax", secure=secure),
+               Cookie(key=PENDING_COOKIE, value="", path="/login", max_age=0, httponly=True, samesite="lax",
+                      secure=secure)]
+    if result.device_cookie:
+        cookies.append(Cookie(key=DEVICE_COOKIE, value=result.device_cookie, path="/", httponly=True,
+                              samesite="lax", secure=secure, max_age=DEVICE_DAYS * 86400))
+    return cookies
 
 
 async def _recent(request: Request[Any, Any, Any], actor: Actor) -> bool:

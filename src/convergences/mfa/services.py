@@ -27,7 +27,7 @@ from convergences.mfa.policy import ENROL, FACTOR, is_required, read_pending
 from convergences.oidc.services import kick_logouts
 from convergences.runtime import Runtime
 from convergences.security.models import LoginSession
-from convergences.security.throttle import account_key, ip_key
+from convergences.security.throttle import DeviceCookie, LoginKeys, ip_key, login_keys
 from convergences.security.tokens import Signer
 
 CODE_FAILED = "Code incorrect ou déjà utilisé. Saisissez le code affiché maintenant par votre application."
@@ -68,9 +68,19 @@ class HistoryRow:
 
 
 class MfaService:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, device_cookie: str | None = None) -> None:
         self.rt = rt
         self.enrol_signer = Signer(rt.settings.secret_key, "convergences.mfa.enrol")
+        # The browser's signed *known device* cookie: as for passwords, a flood of failures from elsewhere
+        # never slows a browser the person already logged in from (security/throttle.py).
+        self.device_cookie = device_cookie
+        self.devices = DeviceCookie(rt.settings.secret_key)
+
+    def _keys(self, email: str, ip: str | None) -> LoginKeys:
+        return login_keys(email, ip, known_device=self.devices.knows(self.device_cookie, email))
+
+    def _success(self, cookie_value: str, email: str) -> LoginResult:
+        return LoginResult(True, cookie_value=cookie_value, device_cookie=self.devices.add(self.device_cookie, email))
 
     # -- the login's second step -----------------------------------------------------------------
 
@@ -110,7 +120,7 @@ class MfaService:
         """A throttled, journaled check of a second-factor code (caller checked the wait first)."""
         method = await self._check_code(db, account.id, code) if code else None
         if method is None:
-            await self.rt.throttle.failure(db, [account_key(account.email), ip_key(ip)])
+            await self.rt.throttle.failure(db, self._keys(account.email, ip).counted)
             record(db, None, Action.MFA_FAILURE, target_type="account", target_id=account.id,
                    target_label=account.full_name, ip=ip,
                    after={"factor": "totp", "user_agent": (user_agent or "")[:300]})
@@ -121,7 +131,7 @@ class MfaService:
 
     async def _wait(self, account: Account, ip: str | None) -> int:
         async with transaction(self.rt.maker) as db:
-            return await self.rt.throttle.wait_seconds(db, [account_key(account.email), ip_key(ip)])
+            return await self.rt.throttle.wait_seconds(db, self._keys(account.email, ip).checked)
 
     async def second_step(self, cookie: str | None, code: str, ip: str | None, user_agent: str | None,
                           previous_cookie: str | None) -> LoginResult:
@@ -141,7 +151,7 @@ class MfaService:
             new, ended, alerted = await AuthService(self.rt).open_session(
                 db, account, ip, user_agent, previous_cookie, amr=AMR[method], factor=method)
         self._after_commit(ended, alerted)
-        return LoginResult(True, cookie_value=new.cookie_value)
+        return self._success(new.cookie_value, account.email)
 
     async def passkey_login(self, pending_cookie: str | None, challenge_cookie: str | None,
                             credential: dict[str, Any], ip: str | None, user_agent: str | None,
@@ -151,8 +161,8 @@ class MfaService:
         pending = read_pending(self.rt, pending_cookie)
         async with transaction(self.rt.maker) as db:
             pending_account = await db.get(Account, pending[0]) if pending and pending[1] == FACTOR else None
-            keys = [ip_key(ip)] + ([account_key(pending_account.email)] if pending_account else [])
-            wait = await self.rt.throttle.wait_seconds(db, keys)
+            keys = self._keys(pending_account.email, ip) if pending_account else LoginKeys([ip_key(ip)], [ip_key(ip)])
+            wait = await self.rt.throttle.wait_seconds(db, keys.checked)
         if wait:
             return LoginResult(False, _wait_message(wait), wait_seconds=wait)
         passkeys = PasskeyService(self.rt)
@@ -161,7 +171,7 @@ class MfaService:
             account = await db.get(Account, verified.account_id) if verified else None
             if verified is None or account is None or (
                     pending_account is not None and not verified.passwordless and account.id != pending_account.id):
-                await self.rt.throttle.failure(db, keys)
+                await self.rt.throttle.failure(db, keys.counted)
                 record(db, None, Action.MFA_FAILURE, target_type="account",
                        target_id=pending_account.id if pending_account else None,
                        target_label=pending_account.full_name if pending_account else "", ip=ip,
@@ -175,7 +185,7 @@ class MfaService:
                 db, account, ip, user_agent, previous_cookie, amr=amr,
                 factor="passkey_passwordless" if verified.passwordless else "passkey")
         self._after_commit(ended, alerted)
-        return LoginResult(True, cookie_value=new.cookie_value)
+        return self._success(new.cookie_value, account.email)
 
     def _after_commit(self, ended_applications: int, mailed: bool) -> None:
         if ended_applications:
@@ -251,7 +261,7 @@ class MfaService:
             new, ended, alerted = await AuthService(self.rt).open_session(
                 db, account, ip, user_agent, previous_cookie, amr=AMR["totp"], factor="totp")
         self._after_commit(ended, True)
-        return {}, LoginResult(True, cookie_value=new.cookie_value), codes
+        return {}, self._success(new.cookie_value, account.email), codes
 
     async def enrol(self, actor: Actor, token: str, code: str, label: str) -> tuple[dict[str, str], list[str]]:
         """Add a TOTP factor from the account page (the caller checked step-up)."""
@@ -412,7 +422,7 @@ class MfaService:
             account = await db.scalar(select(Account).options(undefer(Account.password_hash))
                                       .where(Account.id == actor.account_id))
             assert account is not None
-            wait = await self.rt.throttle.wait_seconds(db, [account_key(account.email), ip_key(actor.ip)])
+            wait = await self.rt.throttle.wait_seconds(db, self._keys(account.email, actor.ip).checked)
         if wait:
             return _wait_message(wait)
         valid, _ = await self.rt.passwords.verify(account.password_hash, password)
@@ -426,7 +436,7 @@ class MfaService:
                 method = await self._attempt(db, account, totp.clean_code(code)[:40], actor.ip, actor.user_agent)
             if not valid or (factor_needed and method is None):
                 if not valid:
-                    await self.rt.throttle.failure(db, [account_key(account.email), ip_key(actor.ip)])
+                    await self.rt.throttle.failure(db, self._keys(account.email, actor.ip).counted)
                 record(db, actor, Action.REAUTH_FAILURE, target_type="account", target_id=account.id,
                        target_label=account.full_name)
                 return REAUTH_FAILED
@@ -435,7 +445,7 @@ class MfaService:
                 return REAUTH_FAILED
             session.authenticated_at = utcnow()
             session.amr = " ".join(AMR[method] if method else ["pwd"])
-            await self.rt.throttle.success(db, account.email)
+            await self.rt.throttle.success(db, account.email, actor.ip)
             record(db, actor, Action.REAUTH_SUCCESS, target_type="account", target_id=account.id,
                    target_label=account.full_name, after={"factor": method or "password"})
         return None
@@ -446,14 +456,14 @@ class MfaService:
         async with transaction(self.rt.maker) as db:
             account = await db.get(Account, actor.account_id)
             assert account is not None
-            keys = [account_key(account.email), ip_key(actor.ip)]
-            if await self.rt.throttle.wait_seconds(db, keys):
+            keys = self._keys(account.email, actor.ip)
+            if await self.rt.throttle.wait_seconds(db, keys.checked):
                 return False
         async with transaction(self.rt.maker) as db:
             verified = await PasskeyService(self.rt).verify(db, challenge_cookie, credential)
             session = await db.get(LoginSession, actor.session_id)
             if verified is None or verified.account_id != actor.account_id or session is None:
-                await self.rt.throttle.failure(db, keys)
+                await self.rt.throttle.failure(db, keys.counted)
                 record(db, actor, Action.REAUTH_FAILURE, target_type="account", target_id=actor.account_id,
                        after={"factor": "passkey"})
                 return False

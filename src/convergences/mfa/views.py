@@ -18,10 +18,12 @@ from convergences.accounts.views import Form, auth_rate_limit
 from convergences.authz import Actor
 from convergences.db import transaction
 from convergences.mfa.passkey_views import HANDLERS as PASSKEY_HANDLERS
+from convergences.mfa.passkey_views import login_cookies
 from convergences.mfa.policy import ENROL, PENDING_COOKIE
 from convergences.mfa.services import Enrolment, MfaService
 from convergences.security.models import LoginSession
 from convergences.security.stepup import REAUTH_PATH, is_recent, reauth_url
+from convergences.security.throttle import DEVICE_COOKIE
 from convergences.web import client_ip, provide_actor, redirect, render, runtime, safe_next, text
 
 MANAGE = "/compte/double-authentification"
@@ -29,7 +31,7 @@ ACTOR = {"actor": Provide(provide_actor)}
 
 
 def _svc(request: Request[Any, Any, Any]) -> MfaService:
-    return MfaService(runtime(request))
+    return MfaService(runtime(request), device_cookie=request.cookies.get(DEVICE_COOKIE))
 
 
 def _pending_cookie(request: Request[Any, Any, Any], value: str, max_age: int | None = None) -> Cookie:
@@ -50,10 +52,7 @@ def _next_query(target: str) -> str:
 
 
 def _logged_in(request: Request[Any, Any, Any], result: LoginResult, response: Response[Any]) -> Response[Any]:
-    rt = runtime(request)
-    response.cookies.append(Cookie(key=rt.settings.session_cookie, value=result.cookie_value, path="/",
-                                   httponly=True, samesite="lax", secure=rt.settings.secure_cookies))
-    response.cookies.append(_pending_cookie(request, "", max_age=0))
+    response.cookies.extend(login_cookies(request, result))
     return response
 
 

@@ -19,6 +19,7 @@ from convergences.accounts.models import Account
 from convergences.applications.models import Application, Grant, Subscription
 from convergences.db import transaction, utcnow
 from convergences.employers.models import Employer, Membership
+from convergences.leasing import backoff, claim_due
 from convergences.oidc import keys
 from convergences.oidc.models import AuthorizationCode, Client, LogoutDelivery, OAuthToken, RpSession, SubjectSalt
 from convergences.runtime import Runtime
@@ -448,26 +449,17 @@ class LogoutOutbox:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    LEASE = timedelta(seconds=60)
-
     async def deliver_pending(self) -> int:
-        """Send what is due; each row is leased first, so concurrent deliverers (several processes,
-        ``convergences maintenance``) never send the same logout token twice."""
+        """Send what is due; each row is leased first (:mod:`convergences.leasing`), so concurrent deliverers
+        (several processes, ``convergences maintenance``) never send the same logout token twice."""
         delivered = 0
-        async with transaction(self.rt.maker) as db:
-            pending = (await db.scalars(select(LogoutDelivery).where(
-                LogoutDelivery.delivered_at.is_(None), LogoutDelivery.attempts < self.MAX_ATTEMPTS,
-                LogoutDelivery.next_attempt_at <= utcnow()).order_by(LogoutDelivery.id).limit(100))).all()
-            candidates = [(d.id, d.uri, d.logout_token, d.next_attempt_at) for d in pending]
         work = []
-        for delivery_id, uri, token, due in candidates:
+        for delivery_id, _ in await claim_due(self.rt.maker, LogoutDelivery, LogoutDelivery.delivered_at,
+                                              max_attempts=self.MAX_ATTEMPTS):
             async with transaction(self.rt.maker) as db:
-                leased = (await db.execute(update(LogoutDelivery).where(
-                    LogoutDelivery.id == delivery_id, LogoutDelivery.delivered_at.is_(None),
-                    LogoutDelivery.next_attempt_at == due).values(next_attempt_at=utcnow() + self.LEASE))
-                ).rowcount == 1  # type: ignore[attr-defined]
-            if leased:
-                work.append((delivery_id, uri, token))
+                row = await db.get(LogoutDelivery, delivery_id)
+                if row is not None:
+                    work.append((delivery_id, row.uri, row.logout_token))
         async with httpx.AsyncClient(timeout=5, follow_redirects=False) as http:
             for delivery_id, uri, token in work:
                 error = None
@@ -488,7 +480,7 @@ class LogoutOutbox:
                         delivered += 1
                     else:
                         row.last_error = error
-                        row.next_attempt_at = utcnow() + timedelta(seconds=min(2 ** row.attempts, 3600))
+                        row.next_attempt_at = utcnow() + backoff(row.attempts)
                         log.warning("back-channel logout %s not delivered: %s", delivery_id, error)
         return delivered
 

@@ -80,8 +80,9 @@ INVENTORY: tuple[TableEntry, ...] = (
         Field("last_login_at, activated_at, created_at", "comptes inactifs, avancement du déploiement"),
     ), account_retention),
     TableEntry("invitation", "Invitation", (
-        Field("account_id, nonce_hash, expires_at, used_at", "lien d'activation à usage unique (seule une empreinte "
-                                                              "est conservée)"),
+        Field("account_id, purpose, new_email, nonce_hash, expires_at, used_at",
+              "liens à usage unique : invitation, réinitialisation du mot de passe, confirmation d'une nouvelle "
+              "adresse (seule une empreinte du lien est conservée)"),
     ), lambda s: f"{_days(s.retention.invitation_days)} après son expiration, son utilisation ou son annulation"),
     TableEntry("employer", "Employeur", (), _none),
     TableEntry("membership", "Rattachement", (

@@ -34,7 +34,7 @@ from convergences.mail.models import OutboxMail
 from convergences.oidc.services import ProviderService
 from convergences.runtime import Runtime
 from convergences.security.models import LoginSession, LoginThrottle
-from convergences.security.throttle import account_key, ip_key
+from convergences.security.throttle import ip_key
 
 PSEUDONYM_PREFIX = "Personne effacée n°"
 
@@ -71,8 +71,9 @@ async def erase_account(rt: Runtime, db: AsyncSession, actor: Actor | None, acco
     await db.flush()
     ips |= await _pseudonymise_journal(db, key.id, pseudonym)
     key.secret, key.account_id, key.pseudonym, key.erased_at = None, None, pseudonym, now
-    await db.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(
-        [account_key(email), *(ip_key(ip) for ip in ips if ip)])))
+    # Every throttle counter naming the person: the account's, each address+account pair, the addresses used.
+    await rt.throttle.clear(db, email)
+    await db.execute(delete(LoginThrottle).where(LoginThrottle.key.in_([ip_key(ip) for ip in ips if ip])))
     await _clean_outbox(db, email, values, pseudonym)
     await db.delete(account)
     await db.flush()

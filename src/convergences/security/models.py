@@ -29,7 +29,7 @@ class LoginSession(CreatedAtMixin, Base):
 
 
 class LoginThrottle(Base):
-    """Consecutive failures for one key (``account:<email>`` or ``ip:<address>``)."""
+    """Consecutive failures for one key (``account:<email>``, ``pair:<email>|<address>`` or ``ip:<address>``)."""
 
     __tablename__ = "login_throttle"
 
@@ -37,3 +37,5 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(default=0)
     last_failure_at: Mapped[datetime]
     blocked_until: Mapped[datetime | None] = mapped_column(default=None)
+    # When the account's owner was warned of this burst of failures (once per burst).
+    alerted_at: Mapped[datetime | None] = mapped_column(default=None)
