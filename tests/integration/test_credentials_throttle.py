@@ -96,3 +96,19 @@ async def test_referent_clears_an_agent_correspondent_clears_a_referent(make_bro
     sivom, other = await employer_id(runtime, SIVOM), await membership_id(runtime, "technique@coteaux.example", SIVOM)
     assert (await referent.post(f"/employeurs/{sivom}/agents/{other}/debloquer")).status_code == 403
     await (await make_browser()).login(AGENT)
+
+
+async def test_a_flood_never_stops_the_owner_at_the_second_factor_either(make_browser, runtime: Runtime) -> None:
+    """A référent (TOTP mandatory) under attack from other addresses: from their own browser the password
+    step AND the second-factor step go through (the factor step follows the same known-device rule)."""
+    owner = await make_browser()
+    await owner.login(REFERENT)  # password + TOTP: this browser becomes a known device
+    await owner.logout()
+    limit = runtime.settings.throttle.account_global_free_failures
+    await flood(runtime, REFERENT, limit + 10)
+    row = [r for r in await rows(runtime, select(LoginThrottle)) if r.key == account_key(REFERENT)][0]
+    assert row.blocked_until is not None
+    stranger = await make_browser()
+    assert (await stranger.post("/login", {"email": REFERENT, "password": DEMO_PASSWORD})).status_code == 429
+    response = await owner.login(REFERENT)  # asserts the 303 of each step, the factor page included
+    assert response.status_code == 303 and response.headers["location"] == "/"
