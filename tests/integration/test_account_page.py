@@ -119,3 +119,26 @@ async def test_ending_sessions_respects_employers_and_roles(make_browser, runtim
     admin = await logged_in(make_browser, "admin@cig-demo.fr")
     assert (await admin.post(f"/employeurs/{bellerive}/agents/{peer}/deconnecter")).status_code == 303
     assert (await colleague.get("/services")).status_code in (302, 303)
+
+
+async def test_ending_other_sessions_needs_a_recent_authentication(make_browser, runtime: Runtime) -> None:
+    """ASVS 7.5.2: the person terminates sessions having re-entered their credentials (step-up within
+    10 minutes); ending the current session is a plain logout and needs none."""
+    from tests.credentials_support import age_authentication
+
+    first = await logged_in(make_browser, AGENT)
+    second = await logged_in(make_browser, AGENT)
+    page = (await first.get("/compte/sessions")).text
+    other = [h for h in _handles(page) if h != _current_handle(page)][0]
+    await age_authentication(runtime, AGENT)
+    before = await session_count(runtime, AGENT)
+    for path, data in (("/compte/sessions/autres", {}), ("/compte/sessions/deconnecter", {"session": other})):
+        response = await first.post(path, data)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/compte/reauthentification?next=%2Fcompte%2Fsessions"
+    assert await session_count(runtime, AGENT) == before
+    # The current session can always be ended.
+    mine = _current_handle((await second.get("/compte/sessions")).text)
+    response = await second.post("/compte/sessions/deconnecter", {"session": mine})
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+    assert await session_count(runtime, AGENT) == before - 1

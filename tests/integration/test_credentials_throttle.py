@@ -112,3 +112,20 @@ async def test_a_flood_never_stops_the_owner_at_the_second_factor_either(make_br
     assert (await stranger.post("/login", {"email": REFERENT, "password": DEMO_PASSWORD})).status_code == 429
     response = await owner.login(REFERENT)  # asserts the 303 of each step, the factor page included
     assert response.status_code == 303 and response.headers["location"] == "/"
+
+
+async def test_wrong_second_factor_codes_warn_the_owner_too(runtime: Runtime, mailbox) -> None:  # type: ignore[no-untyped-def]
+    """Someone who knows the password and guesses codes (from several addresses) triggers the same alert."""
+    from convergences.mfa.services import MfaService
+
+    threshold = runtime.settings.throttle.alert_after_failures
+    before = len(mailbox.to(REFERENT))
+    auth = AuthService(runtime)
+    for n in range(threshold):
+        ip = f"198.51.100.{1 + n // 3}"
+        login = await auth.login(REFERENT, DEMO_PASSWORD, ip, "attaquant")
+        assert login.ok and login.pending, login
+        assert not (await MfaService(runtime).second_step(login.pending, "pas un code", ip, "attaquant", None)).ok
+    alert = (await new_mails(mailbox, REFERENT, before))[0]
+    assert alert["Subject"] == "Tentatives de connexion infructueuses sur votre compte"
+    assert len(await events(runtime, "account:login:alert")) == 1

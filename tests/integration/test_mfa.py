@@ -138,8 +138,10 @@ async def test_second_factor_attempts_are_throttled(make_browser, runtime: Runti
 
 # -- recovery codes ----------------------------------------------------------------------------------
 
-async def test_recovery_codes_are_shown_once_stored_hashed_and_single_use(make_browser, runtime: Runtime) -> None:
+async def test_recovery_codes_are_shown_once_stored_hashed_and_single_use(make_browser, runtime: Runtime,
+                                                                         mailbox: Mailbox) -> None:
     owner = await logged_in(make_browser, REFERENT)
+    noticed = len(await mails_about(mailbox, REFERENT, "nouveaux codes de secours", 0))
     page = await owner.post("/compte/double-authentification/codes-de-secours")
     assert page.status_code == 200
     codes = re.findall(r"<code>([a-z0-9-]{19})</code>", page.text)
@@ -149,6 +151,9 @@ async def test_recovery_codes_are_shown_once_stored_hashed_and_single_use(make_b
     assert len(stored) == 10 and not set(codes) & set(stored)
     manage = await owner.get("/compte/double-authentification")
     assert codes[0] not in manage.text and "10</strong> sur 10" in manage.text
+    # The owner is told (someone else regenerating them would lock them out of their recovery).
+    notice = (await mails_about(mailbox, REFERENT, "nouveaux codes de secours", noticed + 1))[-1]
+    assert codes[0] not in text_body(notice)
 
     browser: Browser = await make_browser()
     await password_step(browser, REFERENT)

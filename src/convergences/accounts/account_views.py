@@ -200,6 +200,9 @@ async def session_end(request: Request[Any, Any, Any], actor: Actor, account: Ac
                       data: dict[str, Any] = Form) -> Response[Any]:
     rows = {r.handle: r for r in await _svc(request).sessions(actor)}
     handle = text(data, "session", 64)
+    # Ending another session needs a recent authentication (ASVS 7.5.2); ending this one is a logout.
+    if not (handle in rows and rows[handle].current) and (stale := await _stale(request, actor, "/compte/sessions")):
+        return stale
     if not await _svc(request).end_session(actor, handle):
         return redirect(request, "/compte/sessions", "Cette session est déjà fermée.")
     if handle in rows and rows[handle].current:
@@ -213,6 +216,8 @@ async def session_end(request: Request[Any, Any, Any], actor: Actor, account: Ac
 
 @post("/compte/sessions/autres", name="sessions_end_others", dependencies=ACCOUNT_DEPS)
 async def sessions_end_others(request: Request[Any, Any, Any], actor: Actor, account: Account) -> Response[Any]:
+    if stale := await _stale(request, actor, "/compte/sessions"):
+        return stale
     count = await _svc(request).end_other_sessions(actor)
     return redirect(request, "/compte/sessions", f"Vos autres sessions sont fermées ({count}).")
 

@@ -51,6 +51,16 @@ class LoginResult:
     device_cookie: str = ""
 
 
+def queue_login_alert(rt: Runtime, db: AsyncSession, account: Account, ip: str | None) -> None:
+    """Once per burst of failures (password or second factor): the owner learns that someone is trying,
+    and what to do. Kick the mailer after commit."""
+    rt.mailer.queue(db, account.email, "login_alert", account=account,
+                    failures=rt.settings.throttle.alert_after_failures,
+                    base_url=rt.settings.base_url, cig_name=rt.settings.cig_name)
+    record(db, None, Action.LOGIN_ALERT, target_type="account", target_id=account.id,
+           target_label=account.full_name, ip=ip)
+
+
 async def build_actor(db: AsyncSession, session: LoginSession, account: Account) -> Actor:
     rows = (await db.execute(select(Membership.employer_id, Membership.is_referent, Membership.is_authority)
                              .where(Membership.account_id == account.id,
@@ -115,12 +125,7 @@ class AuthService:
                        target_label=email if account else "", ip=ip,
                        after={"factor": "password", "user_agent": (user_agent or "")[:300]})
                 if alert and account is not None:
-                    # Once per burst: the owner learns that someone is trying, and what to do.
-                    self.rt.mailer.queue(db, account.email, "login_alert", account=account,
-                                         failures=self.rt.settings.throttle.alert_after_failures,
-                                         base_url=self.rt.settings.base_url, cig_name=self.rt.settings.cig_name)
-                    record(db, None, Action.LOGIN_ALERT, target_type="account", target_id=account.id,
-                           target_label=account.full_name, ip=ip)
+                    queue_login_alert(self.rt, db, account, ip)
             if alert:
                 self.rt.mailer.kick()
             return LoginResult(False, LOGIN_FAILED)

@@ -107,7 +107,8 @@ async def register(request: Request[Any, Any, Any], actor: Actor, data: dict[str
 
 @post("/compte/reauthentification/cle-d-acces/options", name="passkey_reauth_options")
 async def reauth_options(request: Request[Any, Any, Any], actor: Actor) -> Response[Any]:
-    options, challenge = await PasskeyService(runtime(request)).authentication_options(actor.account_id)
+    options, challenge = await PasskeyService(runtime(request)).authentication_options(actor.account_id,
+                                                                                       require_uv=True)
     return _json(request, options, challenge=challenge)
 
 

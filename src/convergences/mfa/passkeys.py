@@ -126,9 +126,10 @@ class PasskeyService:
 
     # -- authentication --------------------------------------------------------------------------
 
-    async def authentication_options(self, account_id: int | None) -> tuple[str, str]:
+    async def authentication_options(self, account_id: int | None, *, require_uv: bool = False) -> tuple[str, str]:
         """Options for navigator.credentials.get(): the account's own passkeys (second factor), or any
-        discoverable one with user verification required (passwordless, ``account_id`` None)."""
+        discoverable one with user verification required (passwordless, ``account_id`` None). ``require_uv``:
+        the device must verify the person too (re-authentication with the passkey alone)."""
         allow: list[PublicKeyCredentialDescriptor] = []
         if account_id is not None:
             async with transaction(self.rt.maker) as db:
@@ -137,12 +138,14 @@ class PasskeyService:
                                                              SecondFactor.kind == "webauthn"))).all() if c]
         options = generate_authentication_options(
             rp_id=self.rp_id, allow_credentials=allow,
-            user_verification=UserVerificationRequirement.REQUIRED if account_id is None
+            user_verification=UserVerificationRequirement.REQUIRED if account_id is None or require_uv
             else UserVerificationRequirement.PREFERRED)
         return options_to_json(options), self._challenge("login", account_id or 0, options.challenge)
 
-    async def verify(self, db: AsyncSession, cookie: str | None, credential: dict[str, Any]) -> Verified | None:
-        """Check an assertion against its challenge (caller's transaction; updates the signature counter)."""
+    async def verify(self, db: AsyncSession, cookie: str | None, credential: dict[str, Any],
+                     *, require_uv: bool = False) -> Verified | None:
+        """Check an assertion against its challenge (caller's transaction; updates the signature counter).
+        User verification is required for a passwordless login and when ``require_uv``."""
         found = self._read(cookie, "login")
         if found is None:
             return None
@@ -162,7 +165,8 @@ class PasskeyService:
             result = verify_authentication_response(
                 credential=parsed, expected_challenge=challenge, expected_rp_id=self.rp_id,
                 expected_origin=self.origin, credential_public_key=base64url_to_bytes(factor.public_key or ""),
-                credential_current_sign_count=factor.sign_count, require_user_verification=passwordless)
+                credential_current_sign_count=factor.sign_count,
+                require_user_verification=passwordless or require_uv)
         except (InvalidAuthenticationResponse, ValueError):
             return None
         factor.sign_count = result.new_sign_count

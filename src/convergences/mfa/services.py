@@ -11,7 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
 from convergences.accounts.models import Account
-from convergences.accounts.services import ACCOUNT_SUSPENDED, AuthService, LoginResult, _wait_message
+from convergences.accounts.services import (
+    ACCOUNT_SUSPENDED,
+    AuthService,
+    LoginResult,
+    _wait_message,
+    queue_login_alert,
+)
 from convergences.audit.actions import Action
 from convergences.audit.models import AuditEvent
 from convergences.audit.services import record
@@ -75,6 +81,7 @@ class MfaService:
         # never slows a browser the person already logged in from (security/throttle.py).
         self.device_cookie = device_cookie
         self.devices = DeviceCookie(rt.settings.secret_key)
+        self.alerted = False  # a failure queued the owner's alert mail (kick the mailer after commit)
 
     def _keys(self, email: str, ip: str | None) -> LoginKeys:
         return login_keys(email, ip, known_device=self.devices.knows(self.device_cookie, email))
@@ -120,7 +127,9 @@ class MfaService:
         """A throttled, journaled check of a second-factor code (caller checked the wait first)."""
         method = await self._check_code(db, account.id, code) if code else None
         if method is None:
-            await self.rt.throttle.failure(db, self._keys(account.email, ip).counted)
+            if await self.rt.throttle.failure(db, self._keys(account.email, ip).counted):
+                queue_login_alert(self.rt, db, account, ip)
+                self.alerted = True  # the caller kicks the mailer after commit
             record(db, None, Action.MFA_FAILURE, target_type="account", target_id=account.id,
                    target_label=account.full_name, ip=ip,
                    after={"factor": "totp", "user_agent": (user_agent or "")[:300]})
@@ -146,10 +155,12 @@ class MfaService:
             account = await db.get(Account, account.id)
             assert account is not None
             method = await self._attempt(db, account, totp.clean_code(code)[:40], ip, user_agent)
-            if method is None:
-                return LoginResult(False, CODE_FAILED)
-            new, ended, alerted = await AuthService(self.rt).open_session(
-                db, account, ip, user_agent, previous_cookie, amr=AMR[method], factor=method)
+            if method is not None:
+                new, ended, alerted = await AuthService(self.rt).open_session(
+                    db, account, ip, user_agent, previous_cookie, amr=AMR[method], factor=method)
+        if method is None:
+            self._after_commit(0, self.alerted)
+            return LoginResult(False, CODE_FAILED)
         self._after_commit(ended, alerted)
         return self._success(new.cookie_value, account.email)
 
@@ -300,6 +311,11 @@ class MfaService:
                 raise NotFound()
             codes = await self._new_recovery_codes(db, actor.account_id)
             record(db, actor, Action.MFA_RECOVERY_REGENERATE, target_type="account", target_id=actor.account_id)
+            account = await db.get(Account, actor.account_id)
+            assert account is not None
+            self.rt.mailer.queue(db, account.email, "mfa_recovery_regenerated", account=account,
+                                 cig_name=self.rt.settings.cig_name)
+        self.rt.mailer.kick()
         return codes
 
     async def remove_factor(self, actor: Actor, factor_id: int) -> str | None:
@@ -452,7 +468,8 @@ class MfaService:
 
     async def reauthenticate_with_passkey(self, actor: Actor, challenge_cookie: str | None,
                                           credential: dict[str, Any]) -> bool:
-        """Step-up with one of the actor's own passkeys (a possession factor verified on the device)."""
+        """Step-up with one of the actor's own passkeys alone: possession, and the person verified by the
+        device (PIN or biometrics: user verification required), so two factors without the password."""
         async with transaction(self.rt.maker) as db:
             account = await db.get(Account, actor.account_id)
             assert account is not None
@@ -460,7 +477,7 @@ class MfaService:
             if await self.rt.throttle.wait_seconds(db, keys.checked):
                 return False
         async with transaction(self.rt.maker) as db:
-            verified = await PasskeyService(self.rt).verify(db, challenge_cookie, credential)
+            verified = await PasskeyService(self.rt).verify(db, challenge_cookie, credential, require_uv=True)
             session = await db.get(LoginSession, actor.session_id)
             if verified is None or verified.account_id != actor.account_id or session is None:
                 await self.rt.throttle.failure(db, keys.counted)
@@ -468,7 +485,7 @@ class MfaService:
                        after={"factor": "passkey"})
                 return False
             session.authenticated_at = utcnow()
-            session.amr = " ".join(AMR_SECOND_FACTOR)
+            session.amr = " ".join(AMR_PASSWORDLESS)  # no password was typed: the passkey, verified on the device
             record(db, actor, Action.REAUTH_SUCCESS, target_type="account", target_id=actor.account_id,
                    after={"factor": "passkey"})
         return True
