@@ -35,6 +35,16 @@ def main() -> int:
             page.goto("/login")
             page.screenshot(path=str(OUT / "login.png"))
 
+            # The second step of a référent's login (2FA is mandatory for référents).
+            second = page_for()
+            second.goto("/login")
+            second.get_by_label("Adresse électronique professionnelle").fill("rh@bellerive.example")
+            second.get_by_label("Mot de passe", exact=True).fill(DEMO_PASSWORD)
+            with second.expect_navigation():
+                second.get_by_role("button", name="Se connecter", exact=True).click()
+            second.wait_for_url("**/login/second-facteur**")
+            second.screenshot(path=str(OUT / "second-factor.png"))
+
             login(page, "rh@bellerive.example", DEMO_PASSWORD)
             nav = page.get_by_role("navigation", name="Navigation principale")
             nav.get_by_role("link", name="Gestion").click()
@@ -45,9 +55,13 @@ def main() -> int:
             login(agent, "agent@bellerive.example", DEMO_PASSWORD)
             agent.wait_for_url("**/services")
             agent.screenshot(path=str(OUT / "services.png"))
+            agent.goto("/compte")
+            agent.screenshot(path=str(OUT / "account.png"), full_page=True)
+            agent.goto("/compte/double-authentification/application")
+            agent.screenshot(path=str(OUT / "enrol-totp.png"), full_page=True)
         finally:
             browser.close()
-    for name in ("login.png", "agents-grid.png", "services.png"):
+    for name in ("login.png", "second-factor.png", "agents-grid.png", "services.png", "account.png", "enrol-totp.png"):
         print(OUT / name)
     return 0
 

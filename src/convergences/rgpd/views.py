@@ -38,7 +38,7 @@ def _errors(exc: FormInvalid | ServiceError) -> dict[str, str]:
 @get(MY_DATA, name="rgpd_my_data")
 async def my_data(request: Request[Any, Any, Any], actor: Actor) -> Template:
     document = await _svc(request).my_data(actor)
-    return render(request, "rgpd/my_data.html", actor=actor, nav="account", document=document,
+    return render(request, "rgpd/my_data.html", actor=actor, nav="my_data", document=document,
                   labels=access.FIELD_LABELS, cell=access.cell, errors={})
 
 
@@ -50,7 +50,7 @@ async def my_data_download(request: Request[Any, Any, Any], actor: Actor,
         body, media_type, filename = await _svc(request).export_my_data(actor, text(data, "format", 10))
     except FormInvalid as exc:
         document = await _svc(request).my_data(actor)
-        return render(request, "rgpd/my_data.html", status_code=422, actor=actor, nav="account",
+        return render(request, "rgpd/my_data.html", status_code=422, actor=actor, nav="my_data",
                       document=document, labels=access.FIELD_LABELS, cell=access.cell, errors=exc.errors)
     return Response(body, media_type=media_type, status_code=200, headers={
         "Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
@@ -61,7 +61,7 @@ async def my_data_download(request: Request[Any, Any, Any], actor: Actor,
 @get(MY_ERASURE, name="rgpd_erasure")
 async def erasure_page(request: Request[Any, Any, Any], actor: Actor) -> Template:
     requests = await _svc(request).my_requests(actor)
-    return render(request, "rgpd/erasure_request.html", actor=actor, nav="account", requests=requests,
+    return render(request, "rgpd/erasure_request.html", actor=actor, nav="my_data", requests=requests,
                   errors={}, message="")
 
 
@@ -73,7 +73,7 @@ async def erasure_post(request: Request[Any, Any, Any], actor: Actor, data: dict
     except (FormInvalid, ServiceError) as exc:
         errors = _errors(exc)
         requests = await _svc(request).my_requests(actor)
-        return render(request, "rgpd/erasure_request.html", status_code=422, actor=actor, nav="account",
+        return render(request, "rgpd/erasure_request.html", status_code=422, actor=actor, nav="my_data",
                       requests=requests, errors=errors, message=message)
     plural = "vos référents" if count > 1 else "votre référent"
     return redirect(request, MY_ERASURE, f"Votre demande est transmise à {plural} : vous serez informé(e) "
