@@ -438,3 +438,18 @@ async def test_operator_resets_a_cig_staff_member(runtime: Runtime, settings: An
     unknown = await asyncio.to_thread(subprocess.run, [cli, "mfa-reset", "--email", "personne@nulle-part.example"],
                                       env=env, capture_output=True, text=True, timeout=120)
     assert unknown.returncode != 0 and "Aucun compte" in unknown.stderr
+
+
+async def test_after_a_factor_change_the_other_sessions_can_be_ended(make_browser, runtime: Runtime) -> None:
+    """ASVS 7.4.3: after adding or removing a factor, the person is offered to end their other sessions."""
+    laptop = await logged_in(make_browser, AGENT)
+    phone = await logged_in(make_browser, AGENT)
+    await laptop.enrol("/compte/double-authentification/application", AGENT, "/compte/double-authentification",
+                       action="/compte/double-authentification/application")
+    page = await laptop.get("/compte/double-authentification")
+    assert "Déconnecter mes autres sessions" in page.text and 'action="/compte/sessions/autres"' in page.text
+    assert "1 autre session" in re.sub(r"\s+", " ", page.text)
+    assert (await laptop.post("/compte/sessions/autres")).status_code == 303
+    assert (await phone.get("/services")).status_code in (302, 303)  # the phone is logged out
+    page = await laptop.get("/compte/double-authentification")
+    assert page.status_code == 200 and "Déconnecter mes autres sessions" not in page.text

@@ -156,7 +156,7 @@ async def reauth_post(request: Request[Any, Any, Any], actor: Actor, data: dict[
 
 @get(MANAGE, name="mfa_manage")
 async def manage(request: Request[Any, Any, Any], actor: Actor) -> Template:
-    overview = await _svc(request).overview(actor.account_id)
+    overview = await _svc(request).overview(actor.account_id, actor.session_id)
     return render(request, "mfa/manage.html", actor=actor, overview=overview, error=None)
 
 
@@ -207,7 +207,7 @@ async def factor_remove(request: Request[Any, Any, Any], actor: Actor, factor_id
     error = await svc.remove_factor(actor, factor_id)
     if error:
         return render(request, "mfa/manage.html", status_code=422, actor=actor,
-                      overview=await svc.overview(actor.account_id), error=error)
+                      overview=await svc.overview(actor.account_id, actor.session_id), error=error)
     return redirect(request, MANAGE, "Le moyen d'authentification est supprimé.")
 
 
