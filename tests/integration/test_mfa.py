@@ -144,7 +144,7 @@ async def test_recovery_codes_are_shown_once_stored_hashed_and_single_use(make_b
     noticed = len(await mails_about(mailbox, REFERENT, "nouveaux codes de secours", 0))
     page = await owner.post("/compte/double-authentification/codes-de-secours")
     assert page.status_code == 200
-    codes = re.findall(r"<code>([a-z0-9-]{19})</code>", page.text)
+    codes = re.findall(r"<code>([a-z0-9-]{29})</code>", page.text)
     assert len(codes) == 10
     stored = await rows(runtime, select(RecoveryCode.code_hash).where(
         RecoveryCode.account_id == await account_id(runtime, REFERENT)))

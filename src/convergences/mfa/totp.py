@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 STEP_SECONDS = 30
 TOLERANCE = 1  # steps accepted on either side of now (clock drift)
 RECOVERY_CODES = 10
+# 24 characters of a 31-letter alphabet: about 119 bits, so a SHA-256 digest is an acceptable store for a
+# lookup secret (ASVS 5.0 6.5.2: 112 bits or more; below that a salted slow hash would be needed).
+RECOVERY_LENGTH = 24
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read back without doubt
 
 
@@ -76,11 +79,11 @@ def decrypt_secret(secret_key: str, blob: str) -> str:
 
 
 def new_recovery_codes() -> list[str]:
-    """Ten codes of 16 characters (≈ 79 bits each), shown as xxxx-xxxx-xxxx-xxxx."""
+    """Ten codes of 24 characters (≈ 119 bits each), shown as six groups of four: xxxx-xxxx-…-xxxx."""
     codes = []
     for _ in range(RECOVERY_CODES):
-        raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(16))
-        codes.append("-".join(raw[i:i + 4] for i in range(0, 16, 4)))
+        raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(RECOVERY_LENGTH))
+        codes.append("-".join(raw[i:i + 4] for i in range(0, RECOVERY_LENGTH, 4)))
     return codes
 
 
@@ -93,4 +96,4 @@ def recovery_digest(code: str) -> str:
 
 
 def looks_like_recovery_code(code: str) -> bool:
-    return len(normalize_recovery_code(code)) == 16
+    return len(normalize_recovery_code(code)) == RECOVERY_LENGTH
