@@ -12,9 +12,8 @@ from convergences.audit.actions import Action
 from convergences.audit.models import AuditEvent
 from convergences.db import utcnow
 from convergences.mfa.devices import describe, device_key
+from convergences.mfa.history import HISTORY_DAYS
 from convergences.runtime import Runtime
-
-HISTORY_DAYS = 90
 
 
 async def queue_new_device_alert(rt: Runtime, db: AsyncSession, account: Account, ip: str | None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -19,14 +18,12 @@ from convergences.accounts.services import (
     queue_login_alert,
 )
 from convergences.audit.actions import Action
-from convergences.audit.models import AuditEvent
 from convergences.audit.services import record
 from convergences.authz import Actor, NotAuthorized, Permission, require
 from convergences.db import transaction, utcnow
 from convergences.employers.models import Employer, Membership
 from convergences.errors import NotFound
 from convergences.mfa import totp
-from convergences.mfa.devices import describe
 from convergences.mfa.models import RecoveryCode, SecondFactor
 from convergences.mfa.passkeys import AMR_PASSWORDLESS, AMR_SECOND_FACTOR, PASSKEY_FAILED, PasskeyService
 from convergences.mfa.policy import ENROL, FACTOR, is_required, read_pending
@@ -41,8 +38,6 @@ REAUTH_FAILED = "Mot de passe ou code incorrect."
 PENDING_EXPIRED = "Votre connexion a expiré (5 minutes). Saisissez à nouveau votre mot de passe."
 ENROL_SECONDS = 900
 ISSUER = "Convergences"
-HISTORY_DAYS = 90
-HISTORY_ACTIONS = (Action.LOGIN_SUCCESS.value, Action.LOGIN_FAILURE.value, Action.MFA_FAILURE.value)
 # RFC 8176 authentication method references of each way to pass the second step.
 AMR = {"totp": ["pwd", "otp", "mfa"], "recovery_code": ["pwd", "otp", "mfa"]}
 
@@ -64,15 +59,6 @@ class Overview:
     required: bool
     # The person's other live sessions: after a factor change they are offered to end them (ASVS 7.4.3).
     other_sessions: int = 0
-
-
-@dataclass(frozen=True)
-class HistoryRow:
-    at: datetime
-    ip: str
-    device: str
-    success: bool
-    factor: str
 
 
 class MfaService:
@@ -495,27 +481,3 @@ class MfaService:
             record(db, actor, Action.REAUTH_SUCCESS, target_type="account", target_id=actor.account_id,
                    after={"factor": "passkey"})
         return True
-
-    # -- login history ---------------------------------------------------------------------------
-
-    async def history(self, actor: Actor) -> list[HistoryRow]:
-        """The actor's own logins and failed attempts of the last 90 days, newest first (from the journal)."""
-        since = utcnow() - timedelta(days=HISTORY_DAYS)
-        async with transaction(self.rt.maker) as db:
-            events = (await db.scalars(select(AuditEvent).where(
-                AuditEvent.target_type == "account", AuditEvent.target_id == actor.account_id,
-                AuditEvent.action.in_(HISTORY_ACTIONS), AuditEvent.at >= since)
-                .order_by(AuditEvent.id.desc()).limit(300))).all()
-        return [HistoryRow(at=e.at, ip=e.ip or "", device=describe(_after(e).get("user_agent")),
-                           success=e.action == Action.LOGIN_SUCCESS.value,
-                           factor=FACTOR_LABELS.get(str(_after(e).get("factor", "password")), "Mot de passe"))
-                for e in events]
-
-
-FACTOR_LABELS = {"password": "Mot de passe", "totp": "Mot de passe + application d'authentification",
-                 "recovery_code": "Mot de passe + code de secours", "passkey": "Mot de passe + clé d'accès",
-                 "passkey_passwordless": "Clé d'accès (sans mot de passe)"}
-
-
-def _after(event: AuditEvent) -> dict[str, Any]:
-    return event.after if isinstance(event.after, dict) else {}

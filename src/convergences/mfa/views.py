@@ -17,6 +17,7 @@ from convergences.accounts.services import LoginResult
 from convergences.accounts.views import Form, auth_rate_limit
 from convergences.authz import Actor
 from convergences.db import transaction
+from convergences.mfa.history import login_history
 from convergences.mfa.passkey_views import HANDLERS as PASSKEY_HANDLERS
 from convergences.mfa.passkey_views import login_cookies
 from convergences.mfa.policy import ENROL, PENDING_COOKIE
@@ -213,7 +214,7 @@ async def factor_remove(request: Request[Any, Any, Any], actor: Actor, factor_id
 
 @get("/compte/historique", name="login_history")
 async def history(request: Request[Any, Any, Any], actor: Actor) -> Template:
-    return render(request, "mfa/history.html", actor=actor, rows=await _svc(request).history(actor))
+    return render(request, "mfa/history.html", actor=actor, rows=await login_history(runtime(request), actor))
 
 
 # -- employer side: the policy and the reset -----------------------------------------------------
